@@ -1,0 +1,27 @@
+"""SimCLR (Chen et al. 2020): two augmented views, an encoder f, a projection head g, NT-Xent."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..augment import ViewRecipe, make_views, simclr_cifar
+from ..losses import nt_xent
+from ..networks import projection_mlp
+
+
+class SimCLR(nn.Module):
+    def __init__(self, encoder: nn.Module, projection_dim: int = 128, hidden_dim: int = 512,
+                 temperature: float = 0.5, recipe: ViewRecipe | None = None, head_layers: int = 2):
+        super().__init__()
+        self.encoder = encoder  # f(.)
+        self.projector = projection_mlp(encoder.feature_dim, hidden_dim, projection_dim, head_layers)  # g(.)
+        self.temperature = temperature
+        self.recipe = recipe or simclr_cifar()
+
+    def project(self, views: torch.Tensor) -> torch.Tensor:
+        return self.projector(self.encoder(views))
+
+    def training_loss(self, batch) -> torch.Tensor:
+        first, second = make_views(batch.images, self.recipe, n_views=2, generator=batch.generator)
+        z_i, z_j = self.project(torch.cat([first, second])).chunk(2)
+        return nt_xent(z_i, z_j, self.temperature)

@@ -1,0 +1,122 @@
+"""Encoders and heads. Every encoder takes float images in [0, 1] and normalises them itself."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR_STD = (0.2470, 0.2435, 0.2616)
+
+
+class Normalize(nn.Module):
+    """Subtract the CIFAR-10 channel mean and divide by its standard deviation."""
+
+    def __init__(self, mean=CIFAR_MEAN, std=CIFAR_STD):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return (images - self.mean) / self.std
+
+
+def conv_bn_relu(in_channels: int, out_channels: int, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(inplace=True),
+    )
+
+
+class SmallCNN(nn.Module):
+    """A four-stage CNN that trains in minutes on a laptop CPU.
+
+    32x32 -> 16x16 -> 8x8 -> 4x4, then global average pooling to ``feature_dim``.
+    ``stages`` exposes the blocks so that chapters can probe features per block.
+    """
+
+    def __init__(self, width: int = 32, feature_dim: int = 256, in_channels: int = 3):
+        super().__init__()
+        self.normalize = Normalize() if in_channels == 3 else nn.Identity()
+        self.stages = nn.ModuleList([
+            conv_bn_relu(in_channels, width),
+            nn.Sequential(conv_bn_relu(width, 2 * width, stride=2), conv_bn_relu(2 * width, 2 * width)),
+            nn.Sequential(conv_bn_relu(2 * width, 4 * width, stride=2), conv_bn_relu(4 * width, 4 * width)),
+            nn.Sequential(conv_bn_relu(4 * width, feature_dim, stride=2)),
+        ])
+        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.feature_dim = feature_dim
+
+    def forward_stages(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """The feature map after every stage (for per-block probing)."""
+        maps, x = [], self.normalize(images)
+        for stage in self.stages:
+            x = stage(x)
+            maps.append(x)
+        return maps
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = self.normalize(images)
+        for stage in self.stages:
+            x = stage(x)
+        return self.pool(x)
+
+
+class ResNetEncoder(nn.Module):
+    """torchvision's ResNet-18 adapted to 32x32 images: 3x3 stem, stride 1, no max-pool."""
+
+    def __init__(self, in_channels: int = 3):
+        super().__init__()
+        import torchvision
+
+        resnet = torchvision.models.resnet18(weights=None)
+        resnet.conv1 = nn.Conv2d(in_channels, 64, 3, stride=1, padding=1, bias=False)
+        self.normalize = Normalize() if in_channels == 3 else nn.Identity()
+        self.stem = nn.Sequential(resnet.conv1, resnet.bn1, resnet.relu)
+        self.stages = nn.ModuleList([resnet.layer1, resnet.layer2, resnet.layer3, resnet.layer4])
+        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.feature_dim = 512
+
+    def forward_stages(self, images: torch.Tensor) -> list[torch.Tensor]:
+        maps, x = [], self.stem(self.normalize(images))
+        for stage in self.stages:
+            x = stage(x)
+            maps.append(x)
+        return maps
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.pool(self.forward_stages(images)[-1])
+
+
+def resnet18_cifar(in_channels: int = 3) -> ResNetEncoder:
+    return ResNetEncoder(in_channels)
+
+
+BACKBONES = {"small_cnn": SmallCNN, "resnet18": resnet18_cifar}
+
+
+def make_encoder(backbone: str, **kwargs) -> nn.Module:
+    """Build an encoder by name: "small_cnn" (CPU) or "resnet18" (GPU)."""
+    if backbone not in BACKBONES:
+        raise ValueError(f"unknown backbone {backbone!r}; choose one of {sorted(BACKBONES)}")
+    return BACKBONES[backbone](**kwargs)
+
+
+def projection_mlp(in_dim: int, hidden_dim: int, out_dim: int, n_layers: int = 2,
+                   last_batch_norm: bool = False) -> nn.Sequential:
+    """The MLP head g(.) of SimCLR: (Linear, BN, ReLU) x (n_layers - 1), then Linear.
+
+    ``n_layers=3`` gives SimCLRv2's deeper head; ``last_batch_norm`` adds a BN
+    without affine parameters after the last layer (Barlow Twins, SimCLRv2).
+    """
+    if n_layers < 1:
+        raise ValueError(f"n_layers must be at least 1, got {n_layers}")
+    layers: list[nn.Module] = []
+    dim = in_dim
+    for _ in range(n_layers - 1):
+        layers += [nn.Linear(dim, hidden_dim, bias=False), nn.BatchNorm1d(hidden_dim), nn.ReLU(inplace=True)]
+        dim = hidden_dim
+    layers.append(nn.Linear(dim, out_dim, bias=not last_batch_norm))
+    if last_batch_norm:
+        layers.append(nn.BatchNorm1d(out_dim, affine=False))
+    return nn.Sequential(*layers)

@@ -1,0 +1,116 @@
+"""The book's figures: view grids, embeddings, the alignment-uniformity plane, curves, heat maps."""
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def as_image(image: torch.Tensor) -> np.ndarray:
+    """(3, H, W) uint8 or float in [0, 1] -> (H, W, 3) float array for imshow."""
+    image = image.detach().cpu()
+    image = image.float() / 255 if image.dtype == torch.uint8 else image.float()
+    return image.permute(1, 2, 0).clamp(0, 1).numpy()
+
+
+def image_grid(rows: list[torch.Tensor], row_titles: list[str] | None = None, column_titles=None,
+               size: float = 1.1, title: str | None = None):
+    """Show several batches of images, one batch per row."""
+    n_rows, n_cols = len(rows), max(len(row) for row in rows)
+    figure, axes = plt.subplots(n_rows, n_cols, figsize=(size * n_cols, size * n_rows), squeeze=False)
+    for r, row in enumerate(rows):
+        for c in range(n_cols):
+            axis = axes[r, c]
+            axis.set_xticks([]), axis.set_yticks([])
+            if c < len(row):
+                axis.imshow(as_image(row[c]), interpolation="nearest")
+            else:
+                axis.axis("off")
+        if row_titles:
+            axes[r, 0].set_ylabel(row_titles[r], rotation=0, ha="right", va="center", fontsize=9)
+    if column_titles:
+        for c, text in enumerate(column_titles):
+            axes[0, c].set_title(text, fontsize=8)
+    if title:
+        figure.suptitle(title)
+    figure.tight_layout()
+    return figure
+
+
+def view_grid(images: torch.Tensor, views: list[torch.Tensor], n_images: int = 8):
+    """The originals in the first row, then one row per augmented view."""
+    rows = [images[:n_images]] + [view[:n_images] for view in views]
+    titles = ["original"] + [f"view {i + 1}" for i in range(len(views))]
+    return image_grid(rows, titles)
+
+
+def embedding_plot(features: torch.Tensor, labels: torch.Tensor, class_names: list[str], title: str = "",
+                   n_points: int = 1000, seed: int = 0, axis=None):
+    """A 2-D t-SNE map of the features, coloured by class."""
+    from sklearn.manifold import TSNE
+
+    generator = torch.Generator().manual_seed(seed)
+    chosen = torch.randperm(len(features), generator=generator)[:n_points]
+    points = F.normalize(features[chosen].float(), dim=1).numpy()
+    embedded = TSNE(n_components=2, init="pca", perplexity=30, random_state=seed).fit_transform(points)
+    if axis is None:
+        _, axis = plt.subplots(figsize=(5, 5))
+    colours = plt.get_cmap("tab10")
+    chosen_labels = labels[chosen].numpy()
+    for label, name in enumerate(class_names):
+        member = chosen_labels == label
+        axis.scatter(embedded[member, 0], embedded[member, 1], s=4, color=colours(label % 10), label=name)
+    axis.set_xticks([]), axis.set_yticks([])
+    axis.set_title(title)
+    axis.legend(markerscale=3, fontsize=7, loc="best", frameon=False)
+    return axis
+
+
+def alignment_uniformity_plane(points: dict[str, tuple[float, float]], axis=None, title: str = ""):
+    """Each encoder as a point (L_uniform, L_align): lower-left is better on both."""
+    if axis is None:
+        _, axis = plt.subplots(figsize=(5, 4))
+    for name, (alignment, uniformity) in points.items():
+        axis.scatter(uniformity, alignment, s=40)
+        axis.annotate(name, (uniformity, alignment), textcoords="offset points", xytext=(5, 3), fontsize=8)
+    axis.set_xlabel(r"$\mathcal{L}_{uniform}$ (lower: more uniform)")
+    axis.set_ylabel(r"$\mathcal{L}_{align}$ (lower: positives closer)")
+    axis.set_title(title or "Alignment and uniformity")
+    axis.grid(alpha=0.3)
+    return axis
+
+
+def training_curves(history, metric_keys: tuple[str, ...] = ("knn",), axes=None):
+    """The loss per step, and per-epoch metrics when the history has them."""
+    metrics = [key for key in metric_keys if history.epochs and key in history.epochs[0]]
+    if axes is None:
+        _, axes = plt.subplots(1, 1 + len(metrics), figsize=(4.5 * (1 + len(metrics)), 3.2), squeeze=False)
+        axes = axes[0]
+    losses = np.array(history.losses())
+    axes[0].plot(losses, alpha=0.3, label="per step")
+    window = max(1, len(losses) // 30)
+    if len(losses) >= window:
+        smooth = np.convolve(losses, np.ones(window) / window, mode="valid")
+        axes[0].plot(np.arange(window - 1, len(losses)), smooth, label=f"mean of {window}")
+    axes[0].set_xlabel("step"), axes[0].set_ylabel("loss"), axes[0].legend()
+    for axis, key in zip(axes[1:], metrics):
+        axis.plot([e["epoch"] + 1 for e in history.epochs], [e[key] for e in history.epochs], marker="o")
+        axis.set_xlabel("epoch"), axis.set_ylabel(key)
+    plt.tight_layout()
+    return axes
+
+
+def similarity_heatmap(matrix: torch.Tensor, title: str = "", axis=None, labels: list[str] | None = None,
+                       vmin: float | None = None, vmax: float | None = None, colorbar: bool = True):
+    """A heat map of a similarity or correlation matrix."""
+    if axis is None:
+        _, axis = plt.subplots(figsize=(4.5, 4))
+    image = axis.imshow(matrix.detach().cpu().float().numpy(), cmap="coolwarm", vmin=vmin, vmax=vmax)
+    if labels is not None:
+        axis.set_xticks(range(len(labels)), labels, rotation=90, fontsize=7)
+        axis.set_yticks(range(len(labels)), labels, fontsize=7)
+    axis.set_title(title)
+    if colorbar:
+        plt.colorbar(image, ax=axis, fraction=0.046)
+    return axis

@@ -1,0 +1,50 @@
+"""Results files: one JSON per method and profile, read by the comparison chapters.
+
+Quick-profile results are written when a chapter runs (``results/quick/``, not
+committed); full-profile results come from GPU runs and are committed in
+``results/full/`` with the hardware and recipe they came from.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+from pathlib import Path
+
+import torch
+
+RESULTS_ENV = "SSLBOOK_RESULTS"
+
+
+def results_dir(profile: str) -> Path:
+    base = os.environ.get(RESULTS_ENV) or Path(__file__).resolve().parent.parent / "results"
+    return Path(base) / profile
+
+
+def hardware() -> str:
+    if torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name()} (CUDA {torch.version.cuda})"
+    return f"CPU: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+
+
+def save_result(method: str, profile: str, metrics: dict, **details) -> Path:
+    """Write ``results/<profile>/<method>.json`` with the metrics and where they came from."""
+    path = results_dir(profile) / f"{method}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record = {"method": method, "profile": profile, **metrics, "hardware": hardware(),
+              "torch": torch.__version__, **details}
+    path.write_text(json.dumps(record, indent=2, sort_keys=True, default=str))
+    return path
+
+
+def load_results(profile: str) -> dict[str, dict]:
+    """Every saved result of a profile, by method name."""
+    folder = results_dir(profile)
+    if not folder.is_dir():
+        return {}
+    return {path.stem: json.loads(path.read_text()) for path in sorted(folder.glob("*.json"))}
+
+
+def reference_result(method: str) -> dict | None:
+    """The committed full-profile (GPU) result of a method, or None if it has not been run."""
+    return load_results("full").get(method)

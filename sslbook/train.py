@@ -1,0 +1,205 @@
+"""One training loop for every method.
+
+A method is an ``nn.Module`` with ``training_loss(batch) -> loss`` (and, if it
+keeps state such as a target network, ``after_step(progress)``). The loop owns
+everything else: data order, optimiser and schedule, mixed precision on GPU,
+the progress bar, NaN checks, checkpoints and the history.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, NamedTuple
+
+import torch
+from torch import nn
+
+from .data import ImageData
+
+
+class Batch(NamedTuple):
+    """What a method sees at each step. ``images`` are uint8 on the training device."""
+
+    images: torch.Tensor
+    labels: torch.Tensor  # for supervised baselines only; SSL methods ignore them
+    indices: torch.Tensor  # positions in the training set (memory banks use them)
+    generator: torch.Generator  # seeded source of randomness for augmentations
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 10
+    batch_size: int = 256
+    optimizer: str = "sgd"  # "sgd" (momentum 0.9) or "adamw"
+    lr: float = 0.06
+    weight_decay: float = 5e-4
+    warmup_epochs: float = 0.0
+    seed: int = 0
+    max_steps: int | None = None  # stop early after this many steps (a time budget in steps)
+
+    def __post_init__(self):
+        if self.epochs < 1:
+            raise ValueError(f"epochs must be at least 1, got {self.epochs}")
+        if self.batch_size < 2:
+            raise ValueError(f"batch_size must be at least 2 (contrastive losses need negatives), got {self.batch_size}")
+        if self.optimizer not in ("sgd", "adamw"):
+            raise ValueError(f"optimizer must be 'sgd' or 'adamw', got {self.optimizer!r}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+
+
+@dataclass
+class History:
+    """Per-step losses and learning rates, and per-epoch metrics (filled by ``on_epoch_end``)."""
+
+    steps: list[dict] = field(default_factory=list)
+    epochs: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+    images_seen: int = 0
+
+    @property
+    def images_per_second(self) -> float:
+        return self.images_seen / self.seconds if self.seconds else float("nan")
+
+    def losses(self) -> list[float]:
+        return [entry["loss"] for entry in self.steps]
+
+    def state(self) -> dict:
+        return {"steps": self.steps, "epochs": self.epochs, "seconds": self.seconds, "images_seen": self.images_seen}
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def make_optimizer(parameters, config: TrainConfig) -> torch.optim.Optimizer:
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(parameters, lr=config.lr, momentum=0.9, weight_decay=config.weight_decay)
+    return torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)
+
+
+def learning_rate_factor(step: int, total_steps: int, warmup_steps: int) -> float:
+    """Linear warm-up, then cosine decay to zero."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def progress_bar(total: int, description: str, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=description, disable=not enabled, leave=True, dynamic_ncols=True)
+
+
+def _check_finite(loss: torch.Tensor, step: int, epoch: int) -> None:
+    if not torch.isfinite(loss):
+        raise FloatingPointError(
+            f"the loss became {loss.item()} at step {step} (epoch {epoch}). Likely causes: a "
+            "temperature too low for the precision (bf16 autocast on GPU overflows exp(s/t) for "
+            "t below about 0.05; raise the temperature or train in float32), a learning rate too "
+            "high (lower it or add warm-up), or inputs that are not finite."
+        )
+
+
+def train(
+    method: nn.Module,
+    data: ImageData,
+    config: TrainConfig,
+    *,
+    device: torch.device | str | None = None,
+    checkpoint: str | Path | None = None,
+    on_epoch_end: Callable[[nn.Module, int], dict] | None = None,
+    progress: bool = True,
+    description: str | None = None,
+) -> History:
+    """Train ``method`` on ``data`` and return its history.
+
+    With ``checkpoint`` set, the state is saved after every epoch and a run
+    finds and resumes its checkpoint: on the CPU, a resumed run ends with the
+    same weights as an uninterrupted one. ``on_epoch_end(method, epoch)`` may
+    return metrics (for instance a kNN accuracy) that go into the history.
+    """
+    device = torch.device(device) if device is not None else default_device()
+    if not hasattr(method, "training_loss"):
+        raise TypeError(f"{type(method).__name__} has no training_loss(batch) method; see sslbook.methods")
+    method.to(device)
+    on_gpu = device.type == "cuda"
+    if on_gpu:
+        method.to(memory_format=torch.channels_last)
+    images, labels = data.images.to(device), data.labels.to(device)
+    steps_per_epoch = len(data) // config.batch_size
+    if steps_per_epoch == 0:
+        raise ValueError(
+            f"batch_size {config.batch_size} is larger than the {len(data)} training images; "
+            "lower the batch size or use more data"
+        )
+    total_steps = config.epochs * steps_per_epoch
+    if config.max_steps is not None:
+        total_steps = min(total_steps, config.max_steps)
+    warmup_steps = int(config.warmup_epochs * steps_per_epoch)
+    optimizer = make_optimizer([p for p in method.parameters() if p.requires_grad], config)
+    order_generator = torch.Generator().manual_seed(config.seed)
+    augment_generator = torch.Generator(device=device).manual_seed(config.seed + 1)
+    history, start_epoch = History(), 0
+
+    checkpoint = Path(checkpoint) if checkpoint is not None else None
+    if checkpoint is not None and checkpoint.exists():
+        state = torch.load(checkpoint, map_location=device, weights_only=True)
+        method.load_state_dict(state["method"])
+        optimizer.load_state_dict(state["optimizer"])
+        order_generator.set_state(state["order_generator"])
+        augment_generator.set_state(state["augment_generator"].to(augment_generator.get_state().device))
+        history = History(**state["history"])
+        start_epoch = state["epoch"]
+
+    step = start_epoch * steps_per_epoch
+    bar = progress_bar(total_steps, description or type(method).__name__, progress)
+    bar.update(min(step, total_steps))
+    method.train()
+    for epoch in range(start_epoch, config.epochs):
+        if step >= total_steps:
+            break
+        started = time.perf_counter()
+        permutation = torch.randperm(len(data), generator=order_generator).to(device)
+        for batch_number in range(steps_per_epoch):
+            if step >= total_steps:
+                break
+            for group in optimizer.param_groups:
+                group["lr"] = config.lr * learning_rate_factor(step, total_steps, warmup_steps)
+            index = permutation[batch_number * config.batch_size:(batch_number + 1) * config.batch_size]
+            batch = Batch(images[index], labels[index], index, augment_generator)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=on_gpu):
+                output = method.training_loss(batch)
+            loss, logs = (output, {}) if isinstance(output, torch.Tensor) else (output["loss"], output)
+            _check_finite(loss, step, epoch)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if hasattr(method, "after_step"):
+                method.after_step((step + 1) / total_steps)
+            entry = {"step": step, "epoch": epoch, "loss": loss.item(), "lr": optimizer.param_groups[0]["lr"]}
+            entry.update({k: float(v) for k, v in logs.items() if k != "loss"})
+            history.steps.append(entry)
+            history.images_seen += len(index)
+            step += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{entry['loss']:.3f}")
+        history.seconds += time.perf_counter() - started
+        if on_epoch_end is not None:
+            method.eval()
+            history.epochs.append({"epoch": epoch, **on_epoch_end(method, epoch)})
+            method.train()
+        if checkpoint is not None:
+            checkpoint.parent.mkdir(parents=True, exist_ok=True)
+            torch.save({
+                "method": method.state_dict(), "optimizer": optimizer.state_dict(),
+                "order_generator": order_generator.get_state(),
+                "augment_generator": augment_generator.get_state().cpu(),
+                "history": history.state(), "epoch": epoch + 1,
+            }, checkpoint)
+    bar.close()
+    method.eval()
+    return history
