@@ -8,7 +8,6 @@ when a network is there, with torchvision's own dataset classes.
 """
 from __future__ import annotations
 
-import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -118,11 +117,6 @@ def _load_cifar(name: str, split: str, folder: Path, download: bool) -> ImageDat
 
 def load_image_folder(split_folder: str | os.PathLike) -> ImageData:
     """Read ``split_folder/<class>/<image>`` into memory (classes sorted by name)."""
-    return _load_image_folder_cached(str(Path(split_folder).resolve()))
-
-
-@functools.lru_cache(maxsize=8)
-def _load_image_folder_cached(split_folder: str) -> ImageData:
     folder = Path(split_folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"no folder {folder}. {HOW_TO_PROVIDE}")

@@ -1,0 +1,58 @@
+"""The book's structure: clean notebooks, all listed in the table of contents, one exercise style."""
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = sorted(p for p in (ROOT / "book").rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
+TOC_ENTRIES = re.findall(r"file:\s*([^\s#]+)", (ROOT / "_toc.yml").read_text())
+
+
+def cells(notebook):
+    return json.loads(notebook.read_text())["cells"]
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_is_stored_without_outputs(notebook):
+    for cell in cells(notebook):
+        if cell["cell_type"] == "code":
+            assert not cell.get("outputs") and cell.get("execution_count") is None, \
+                f"{notebook.name} has stored outputs; clear them before committing"
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_is_in_the_table_of_contents(notebook):
+    entry = str(notebook.relative_to(ROOT).with_suffix(""))
+    assert entry in TOC_ENTRIES, f"{entry} is missing from _toc.yml"
+
+
+def test_every_toc_entry_exists():
+    for entry in TOC_ENTRIES:
+        assert any((ROOT / f"{entry}{suffix}").exists() for suffix in (".ipynb", ".md")), f"{entry} does not exist"
+
+
+def method_chapters():
+    return [p for p in NOTEBOOKS if "comparison" not in p.stem]
+
+
+@pytest.mark.parametrize("notebook", method_chapters(), ids=lambda p: p.stem)
+def test_chapter_has_checked_exercises_with_hidden_solutions(notebook):
+    text = [("".join(c["source"]), c["cell_type"]) for c in cells(notebook)]
+    markdown = "\n".join(source for source, kind in text if kind == "markdown")
+    exercises = re.findall(r":::\{exercise\}\s*\n:label:\s*(\S+)", markdown)
+    assert len(exercises) >= 2, f"{notebook.name} has {len(exercises)} exercises, at least 2 are needed"
+    for label in exercises:
+        assert re.search(r":::\{solution-start\} " + re.escape(label) + r"\s*\n:class: dropdown", markdown), \
+            f"{notebook.name}: exercise {label} has no hidden (dropdown) solution"
+    code = "\n".join(source for source, kind in text if kind == "code")
+    assert "exercises.check" in code, f"{notebook.name} has no automatic exercise checks"
+
+
+@pytest.mark.parametrize("notebook", method_chapters(), ids=lambda p: p.stem)
+def test_chapter_follows_the_skeleton(notebook):
+    headings = [line for c in cells(notebook) if c["cell_type"] == "markdown"
+                for line in "".join(c["source"]).splitlines() if line.startswith("## ")]
+    for required in ("## Exercises", "## Summary"):
+        assert required in headings, f"{notebook.name} lacks the section {required!r}"

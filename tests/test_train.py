@@ -1,0 +1,104 @@
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from sslbook.augment import simclr_cifar
+from sslbook.data import ImageData
+from sslbook.methods import SimCLR
+from sslbook.networks import SmallCNN
+from sslbook.train import TrainConfig, learning_rate_factor, train
+
+
+def tiny_data(n=48, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    images = torch.randint(0, 256, (n, 3, 32, 32), generator=generator, dtype=torch.uint8)
+    return ImageData(images, torch.arange(n) % 4, ["a", "b", "c", "d"])
+
+
+def tiny_simclr(seed=0):
+    torch.manual_seed(seed)
+    return SimCLR(SmallCNN(width=4, feature_dim=16), projection_dim=8, hidden_dim=16, recipe=simclr_cifar())
+
+
+CONFIG = TrainConfig(epochs=3, batch_size=16, optimizer="sgd", lr=0.05, warmup_epochs=1, seed=3)
+
+
+def test_resumed_run_ends_with_the_same_weights_as_an_uninterrupted_one(tmp_path):
+    data = tiny_data()
+    uninterrupted = tiny_simclr()
+    full_history = train(uninterrupted, data, CONFIG, device="cpu", progress=False)
+
+    class Crash(Exception):
+        pass
+
+    def crash_after_second_epoch(method, epoch):
+        if epoch == 1:
+            raise Crash
+        return {}
+
+    checkpoint = tmp_path / "run.pt"
+    with pytest.raises(Crash):
+        train(tiny_simclr(), data, CONFIG, device="cpu", checkpoint=checkpoint, progress=False,
+              on_epoch_end=crash_after_second_epoch)
+    assert torch.load(checkpoint, weights_only=True)["epoch"] == 1
+    resumed = tiny_simclr(seed=99)  # different initial weights: everything must come from the checkpoint
+    resumed_history = train(resumed, data, CONFIG, device="cpu", checkpoint=checkpoint, progress=False)
+    for (name, expected), actual in zip(uninterrupted.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(expected, actual), name
+    assert [s["loss"] for s in resumed_history.steps] == pytest.approx([s["loss"] for s in full_history.steps])
+    # a finished checkpoint is loaded, not trained again
+    again = tiny_simclr(seed=5)
+    history = train(again, data, CONFIG, device="cpu", checkpoint=checkpoint, progress=False)
+    assert len(history.steps) == len(full_history.steps)
+    assert all(torch.equal(a, b) for a, b in zip(again.state_dict().values(), resumed.state_dict().values()))
+
+
+def test_history_counts_steps_images_and_epoch_metrics():
+    history = train(tiny_simclr(), tiny_data(), CONFIG, device="cpu", progress=False,
+                    on_epoch_end=lambda method, epoch: {"knn": float(epoch)})
+    assert len(history.steps) == 3 * 3 and history.images_seen == 9 * 16
+    assert [e["knn"] for e in history.epochs] == [0.0, 1.0, 2.0]
+    assert all(math.isfinite(loss) for loss in history.losses())
+
+
+class ExplodingMethod(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(1))
+        self.calls = 0
+
+    def training_loss(self, batch):
+        self.calls += 1
+        return self.weight.sum() * (float("nan") if self.calls == 3 else 1.0)
+
+
+def test_a_nan_loss_stops_the_run_naming_the_step_and_likely_cause():
+    with pytest.raises(FloatingPointError, match=r"nan at step 2 \(epoch 0\).*temperature too low"):
+        train(ExplodingMethod(), tiny_data(), TrainConfig(epochs=1, batch_size=8), device="cpu", progress=False)
+
+
+def test_bad_configurations_are_rejected():
+    with pytest.raises(ValueError, match="larger than the 48 training images"):
+        train(tiny_simclr(), tiny_data(), TrainConfig(epochs=1, batch_size=64), device="cpu", progress=False)
+    with pytest.raises(ValueError, match="batch_size must be at least 2"):
+        TrainConfig(batch_size=1)
+    with pytest.raises(ValueError, match="optimizer must be"):
+        TrainConfig(optimizer="lamb")
+    with pytest.raises(TypeError, match="no training_loss"):
+        train(nn.Linear(2, 2), tiny_data(), CONFIG, device="cpu", progress=False)
+
+
+def test_learning_rate_warms_up_linearly_then_decays_by_cosine():
+    assert learning_rate_factor(0, 100, 10) == pytest.approx(0.1)
+    assert learning_rate_factor(9, 100, 10) == pytest.approx(1.0)
+    assert learning_rate_factor(10, 100, 10) == pytest.approx(1.0)
+    assert learning_rate_factor(55, 100, 10) == pytest.approx(0.5)
+    assert learning_rate_factor(100, 100, 10) == pytest.approx(0.0)
+
+
+def test_max_steps_cuts_the_run_short():
+    history = train(tiny_simclr(), tiny_data(), TrainConfig(epochs=3, batch_size=16, max_steps=4),
+                    device="cpu", progress=False)
+    assert len(history.steps) == 4
