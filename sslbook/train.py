@@ -16,6 +16,7 @@ from typing import Callable, NamedTuple
 import torch
 from torch import nn
 
+from . import distributed
 from .data import ImageData
 
 
@@ -38,6 +39,7 @@ class TrainConfig:
     warmup_epochs: float = 0.0
     seed: int = 0
     max_steps: int | None = None  # stop early after this many steps (a time budget in steps)
+    sync_batch_norm: bool = False  # with several processes: batch statistics over the global batch
 
     def __post_init__(self):
         if self.epochs < 1:
@@ -94,6 +96,17 @@ def progress_bar(total: int, description: str, enabled: bool):
     return tqdm(total=total, desc=description, disable=not enabled, leave=True, dynamic_ncols=True)
 
 
+class _LossOf(nn.Module):
+    """Calls the method's ``training_loss`` from ``forward``, as DistributedDataParallel requires."""
+
+    def __init__(self, method: nn.Module):
+        super().__init__()
+        self.method = method
+
+    def forward(self, batch: Batch):
+        return self.method.training_loss(batch)
+
+
 def _check_finite(loss: torch.Tensor, step: int, epoch: int) -> None:
     if not torch.isfinite(loss):
         raise FloatingPointError(
@@ -121,10 +134,25 @@ def train(
     finds and resumes its checkpoint: on the CPU, a resumed run ends with the
     same weights as an uninterrupted one. ``on_epoch_end(method, epoch)`` may
     return metrics (for instance a kNN accuracy) that go into the history.
+
+    Launched by ``torchrun`` with several processes, each process trains on
+    its share of every global batch of ``config.batch_size`` images through
+    DistributedDataParallel; process 0 shows progress and writes checkpoints.
     """
-    device = torch.device(device) if device is not None else default_device()
+    if device is None:
+        device = torch.device(f"cuda:{torch.cuda.current_device()}") if torch.cuda.is_available() else torch.device("cpu")
+    device = torch.device(device)
     if not hasattr(method, "training_loss"):
         raise TypeError(f"{type(method).__name__} has no training_loss(batch) method; see sslbook.methods")
+    processes, this_rank = distributed.world_size(), distributed.rank()
+    if config.batch_size % processes:
+        raise ValueError(f"batch_size {config.batch_size} must be divisible by the {processes} processes; "
+                         f"use a multiple of {processes}")
+    if config.sync_batch_norm and processes > 1:
+        if device.type != "cuda":
+            raise ValueError("sync_batch_norm needs GPUs (PyTorch's SyncBatchNorm has no CPU version); "
+                             "set sync_batch_norm=False for CPU processes")
+        method = distributed.synchronise_batch_norm(method)
     method.to(device)
     on_gpu = device.type == "cuda"
     if on_gpu:
@@ -140,9 +168,13 @@ def train(
     if config.max_steps is not None:
         total_steps = min(total_steps, config.max_steps)
     warmup_steps = int(config.warmup_epochs * steps_per_epoch)
+    step_module: nn.Module = _LossOf(method)
+    if processes > 1:
+        step_module = nn.parallel.DistributedDataParallel(
+            step_module, device_ids=[device.index] if device.type == "cuda" else None)
     optimizer = make_optimizer([p for p in method.parameters() if p.requires_grad], config)
-    order_generator = torch.Generator().manual_seed(config.seed)
-    augment_generator = torch.Generator(device=device).manual_seed(config.seed + 1)
+    order_generator = torch.Generator().manual_seed(config.seed)  # the same global order on every process
+    augment_generator = torch.Generator(device=device).manual_seed(config.seed + 1 + this_rank)
     history, start_epoch = History(), 0
 
     checkpoint = Path(checkpoint) if checkpoint is not None else None
@@ -151,12 +183,15 @@ def train(
         method.load_state_dict(state["method"])
         optimizer.load_state_dict(state["optimizer"])
         order_generator.set_state(state["order_generator"])
-        augment_generator.set_state(state["augment_generator"].to(augment_generator.get_state().device))
+        if processes == 1:
+            augment_generator.set_state(state["augment_generator"].to(augment_generator.get_state().device))
+        else:  # the checkpoint holds process 0's stream only: give each process a fresh one of its own
+            augment_generator.manual_seed(config.seed + 1 + this_rank + 7919 * state["epoch"])
         history = History(**state["history"])
         start_epoch = state["epoch"]
 
     step = start_epoch * steps_per_epoch
-    bar = progress_bar(total_steps, description or type(method).__name__, progress)
+    bar = progress_bar(total_steps, description or type(method).__name__, progress and this_rank == 0)
     bar.update(min(step, total_steps))
     method.train()
     for epoch in range(start_epoch, config.epochs):
@@ -170,9 +205,10 @@ def train(
             for group in optimizer.param_groups:
                 group["lr"] = config.lr * learning_rate_factor(step, total_steps, warmup_steps)
             index = permutation[batch_number * config.batch_size:(batch_number + 1) * config.batch_size]
+            index = index.chunk(processes)[this_rank]
             batch = Batch(images[index], labels[index], index, augment_generator)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=on_gpu):
-                output = method.training_loss(batch)
+                output = step_module(batch)
             loss, logs = (output, {}) if isinstance(output, torch.Tensor) else (output["loss"], output)
             _check_finite(loss, step, epoch)
             optimizer.zero_grad(set_to_none=True)
@@ -183,7 +219,7 @@ def train(
             entry = {"step": step, "epoch": epoch, "loss": loss.item(), "lr": optimizer.param_groups[0]["lr"]}
             entry.update({k: float(v) for k, v in logs.items() if k != "loss"})
             history.steps.append(entry)
-            history.images_seen += len(index)
+            history.images_seen += len(index) * processes
             step += 1
             bar.update(1)
             bar.set_postfix(loss=f"{entry['loss']:.3f}")
@@ -192,7 +228,7 @@ def train(
             method.eval()
             history.epochs.append({"epoch": epoch, **on_epoch_end(method, epoch)})
             method.train()
-        if checkpoint is not None:
+        if checkpoint is not None and this_rank == 0:
             checkpoint.parent.mkdir(parents=True, exist_ok=True)
             torch.save({
                 "method": method.state_dict(), "optimizer": optimizer.state_dict(),

@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 from ..augment import ViewRecipe, make_views, simclr_cifar
+from ..distributed import gather
 from ..losses import nt_xent
 from ..networks import projection_mlp
 
@@ -24,4 +25,4 @@ class SimCLR(nn.Module):
     def training_loss(self, batch) -> torch.Tensor:
         first, second = make_views(batch.images, self.recipe, n_views=2, generator=batch.generator)
         z_i, z_j = self.project(torch.cat([first, second])).chunk(2)
-        return nt_xent(z_i, z_j, self.temperature)
+        return nt_xent(gather(z_i), gather(z_j), self.temperature)  # the global batch on several processes
