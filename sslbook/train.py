@@ -117,6 +117,22 @@ def _check_finite(loss: torch.Tensor, step: int, epoch: int) -> None:
         )
 
 
+def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> dict:
+    """Read a checkpoint written by :func:`train` (tensors and plain values only: ``weights_only=True``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}; train first or check the path")
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except Exception as error:
+        raise ValueError(f"{path} is not a readable sslbook checkpoint ({type(error).__name__}: {error}); "
+                         "delete it and train again") from None
+    if not isinstance(state, dict) or "method" not in state or "epoch" not in state:
+        raise ValueError(f"{path} is a PyTorch file but not an sslbook checkpoint (no method state or epoch); "
+                         "pass a checkpoint written by sslbook.train.train")
+    return state
+
+
 def train(
     method: nn.Module,
     data: ImageData,
@@ -127,6 +143,7 @@ def train(
     on_epoch_end: Callable[[nn.Module, int], dict] | None = None,
     progress: bool = True,
     description: str | None = None,
+    metadata: dict | None = None,
 ) -> History:
     """Train ``method`` on ``data`` and return its history.
 
@@ -138,6 +155,8 @@ def train(
     Launched by ``torchrun`` with several processes, each process trains on
     its share of every global batch of ``config.batch_size`` images through
     DistributedDataParallel; process 0 shows progress and writes checkpoints.
+    ``metadata`` (plain values, such as the method's name) is stored in the
+    checkpoint; resuming from a checkpoint of another method is refused.
     """
     if device is None:
         device = torch.device(f"cuda:{torch.cuda.current_device()}") if torch.cuda.is_available() else torch.device("cpu")
@@ -179,7 +198,11 @@ def train(
 
     checkpoint = Path(checkpoint) if checkpoint is not None else None
     if checkpoint is not None and checkpoint.exists():
-        state = torch.load(checkpoint, map_location=device, weights_only=True)
+        state = load_checkpoint(checkpoint, device)
+        saved_method = state.get("metadata", {}).get("method")
+        if metadata is not None and saved_method is not None and saved_method != metadata.get("method"):
+            raise ValueError(f"{checkpoint} holds a {saved_method!r} run, not {metadata.get('method')!r}; "
+                             "choose another output folder or delete the checkpoint")
         method.load_state_dict(state["method"])
         optimizer.load_state_dict(state["optimizer"])
         order_generator.set_state(state["order_generator"])
@@ -234,7 +257,7 @@ def train(
                 "method": method.state_dict(), "optimizer": optimizer.state_dict(),
                 "order_generator": order_generator.get_state(),
                 "augment_generator": augment_generator.get_state().cpu(),
-                "history": history.state(), "epoch": epoch + 1,
+                "history": history.state(), "epoch": epoch + 1, "metadata": metadata or {},
             }, checkpoint)
     bar.close()
     method.eval()

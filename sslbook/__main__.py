@@ -1,0 +1,117 @@
+"""Command line: train, resume and evaluate any method of the book.
+
+    python -m sslbook list
+    python -m sslbook train simclr --profile quick --epochs 12 --out runs/simclr
+    python -m sslbook eval runs/simclr/checkpoint.pt
+
+``train`` writes ``checkpoint.pt`` (resumed when present) and ``<method>.json`` (method, profile,
+recipe, kNN, linear probe, alignment, uniformity, wall time, images per second, hardware) into the
+output folder. Launch it with ``torchrun --nproc_per_node=P -m sslbook train ...`` to train on P
+processes.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from . import distributed, registry
+from .augment import simclr_cifar
+from .evaluate import evaluate
+from .profiles import PROFILES, choose_profile
+from .results import hardware
+from .train import load_checkpoint, train
+
+
+def command_list(args) -> int:
+    for name, spec in sorted(registry.METHODS.items()):
+        print(f"{name:<14} {spec.summary}")
+    return 0
+
+
+def command_train(args) -> int:
+    spec = registry.get(args.method)
+    distributed.init_from_environment()
+    profile = choose_profile(args.profile, verbose=distributed.rank() == 0)
+    train_data, test_data = profile.load_data(args.data)
+    method = spec.build(profile, len(train_data.classes))
+    overrides = {"seed": args.seed}
+    if args.epochs is not None:
+        overrides["epochs"] = args.epochs
+    elif profile.name == "quick":
+        overrides["epochs"] = spec.quick_epochs
+    if args.batch_size is not None:
+        overrides["batch_size"] = args.batch_size
+    config = profile.train_config(**overrides)
+    out = Path(args.out)
+    metadata = {"method": args.method, "profile": profile.name}
+    started = time.perf_counter()
+    history = train(method, train_data, config, device=profile.device, checkpoint=out / "checkpoint.pt",
+                    description=args.method, progress=not args.no_progress, metadata=metadata)
+    if distributed.rank() != 0:
+        return 0
+    scores = evaluate(spec.encoder(method), train_data, test_data, simclr_cifar())
+    record = {"method": args.method, "profile": profile.name, **scores,
+              "recipe": {k: v for k, v in asdict(config).items()}, "backbone": profile.backbone,
+              "wall_seconds": time.perf_counter() - started, "train_seconds": history.seconds,
+              "images_per_second": history.images_per_second, "hardware": hardware(),
+              "processes": distributed.world_size()}
+    (out / f"{args.method}.json").write_text(json.dumps(record, indent=2, default=str))
+    print(json.dumps({k: record[k] for k in ("knn", "linear", "alignment", "uniformity")}, indent=2))
+    print(f"wrote {out / 'checkpoint.pt'} and {out / (args.method + '.json')}")
+    return 0
+
+
+def command_eval(args) -> int:
+    state = load_checkpoint(args.checkpoint)
+    metadata = state.get("metadata", {})
+    if "method" not in metadata:
+        raise ValueError(f"{args.checkpoint} does not say which method it holds; evaluate checkpoints "
+                         "written by `python -m sslbook train`")
+    spec = registry.get(metadata["method"])
+    profile = choose_profile(args.profile or metadata.get("profile"))
+    train_data, test_data = profile.load_data(args.data)
+    method = spec.build(profile, len(train_data.classes))
+    method.load_state_dict(state["method"])
+    method.to(profile.device)
+    scores = evaluate(spec.encoder(method), train_data, test_data, simclr_cifar())
+    print(json.dumps({"method": metadata["method"], "epoch": state["epoch"], **scores}, indent=2))
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    main_parser = argparse.ArgumentParser(prog="python -m sslbook", description=__doc__.splitlines()[0])
+    commands = main_parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("list", help="list the methods").set_defaults(run=command_list)
+    train_parser = commands.add_parser("train", help="train a method (resumes its checkpoint)")
+    train_parser.add_argument("method")
+    train_parser.add_argument("--profile", choices=sorted(PROFILES), help="default: by the hardware")
+    train_parser.add_argument("--epochs", type=int)
+    train_parser.add_argument("--batch-size", type=int)
+    train_parser.add_argument("--seed", type=int, default=0)
+    train_parser.add_argument("--data", help="data folder (default: $SSLBOOK_DATA or ~/.cache/sslbook)")
+    train_parser.add_argument("--out", default="runs/run", help="output folder for checkpoint and results")
+    train_parser.add_argument("--no-progress", action="store_true")
+    train_parser.set_defaults(run=command_train)
+    eval_parser = commands.add_parser("eval", help="evaluate a saved checkpoint")
+    eval_parser.add_argument("checkpoint")
+    eval_parser.add_argument("--profile", choices=sorted(PROFILES))
+    eval_parser.add_argument("--data")
+    eval_parser.set_defaults(run=command_eval)
+    return main_parser
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,46 @@
+"""The command line trains, resumes and evaluates in the quick profile."""
+import json
+import os
+
+import pytest
+import torch
+
+from sslbook.__main__ import main
+
+needs_data = pytest.mark.skipif(not os.environ.get("SSLBOOK_DATA"), reason="SSLBOOK_DATA names no data folder")
+
+
+def test_list_names_every_method(capsys):
+    assert main(["list"]) == 0
+    assert "simclr" in capsys.readouterr().out
+
+
+def test_unknown_method_and_unreadable_checkpoint_stop_with_a_message(tmp_path, capsys):
+    assert main(["train", "simclr2000", "--out", str(tmp_path)]) == 2
+    assert "unknown method 'simclr2000'" in capsys.readouterr().err
+    (tmp_path / "broken.pt").write_text("not a checkpoint")
+    assert main(["eval", str(tmp_path / "broken.pt")]) == 2
+    assert "not a readable sslbook checkpoint" in capsys.readouterr().err
+    torch.save({"weights": torch.zeros(1)}, tmp_path / "foreign.pt")
+    assert main(["eval", str(tmp_path / "foreign.pt")]) == 2
+    assert "not an sslbook checkpoint" in capsys.readouterr().err
+
+
+@needs_data
+def test_train_resume_and_eval_in_the_quick_profile(tmp_path, capsys):
+    out = str(tmp_path / "run")
+    common = ["--profile", "quick", "--batch-size", "500", "--out", out, "--no-progress"]
+    assert main(["train", "simclr", "--epochs", "1", *common]) == 0
+    record = json.loads((tmp_path / "run" / "simclr.json").read_text())
+    for key in ("method", "profile", "recipe", "knn", "linear", "alignment", "uniformity", "wall_seconds",
+                "images_per_second", "hardware"):
+        assert key in record
+    assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["epoch"] == 1
+    assert main(["train", "simclr", "--epochs", "2", *common]) == 0  # resumes from epoch 1
+    state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    assert state["epoch"] == 2 and len(state["history"]["steps"]) == 2 * 10
+    capsys.readouterr()
+    assert main(["eval", out + "/checkpoint.pt"]) == 0
+    assert json.loads(capsys.readouterr().out.split("\n", 1)[1])["epoch"] == 2
+    assert main(["train", "supervised", "--epochs", "2", *common]) == 2
+    assert "holds a 'simclr' run" in capsys.readouterr().err
