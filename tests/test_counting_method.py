@@ -1,0 +1,106 @@
+"""Tests of the Learning to Count method (Noroozi et al. 2017) against explicit loops."""
+
+import pytest
+import torch
+
+from sslbook import augment, data, train
+from sslbook.methods.counting import Counting
+from sslbook.networks import SmallCNN
+
+
+def small_counter(n_counts: int = 6, margin: float = 2.0) -> Counting:
+    torch.manual_seed(0)
+    return Counting(SmallCNN(width=4, feature_dim=8), n_counts=n_counts, margin=margin).eval()
+
+
+def downsample_by_loop(image: torch.Tensor) -> torch.Tensor:
+    """D: the mean of every 2x2 pixel block, computed pixel by pixel."""
+    channels, height, width = image.shape
+    out = torch.empty(channels, height // 2, width // 2, dtype=image.dtype)
+    for r in range(height // 2):
+        for c in range(width // 2):
+            out[:, r, c] = image[:, 2 * r:2 * r + 2, 2 * c:2 * c + 2].mean(dim=(-2, -1))
+    return out
+
+
+def tiles_by_loop(image: torch.Tensor) -> list[torch.Tensor]:
+    """T_1..T_4: top-left, top-right, bottom-left, bottom-right quarters."""
+    half_h, half_w = image.shape[1] // 2, image.shape[2] // 2
+    return [image[:, r * half_h:(r + 1) * half_h, c * half_w:(c + 1) * half_w] for r in range(2) for c in range(2)]
+
+
+def test_counts_of_views_equal_phi_of_each_view_computed_one_by_one():
+    model = small_counter()  # eval mode: batch norm uses fixed statistics, so one image at a time agrees
+    torch.manual_seed(1)
+    images = torch.rand(3, 3, 8, 8)
+    counts_downsampled, counts_tiles, counts_other = model.counts_of_views(images)
+    assert counts_downsampled.shape == (3, 6) and counts_tiles.shape == (3, 4, 6) and counts_other.shape == (3, 6)
+    with torch.no_grad():
+        for n in range(3):
+            expected_down = model.count(downsample_by_loop(images[n])[None])[0]
+            assert torch.allclose(counts_downsampled[n], expected_down, atol=1e-5)
+            for i, tile in enumerate(tiles_by_loop(images[n])):
+                assert torch.allclose(counts_tiles[n, i], model.count(tile[None])[0], atol=1e-5)
+            other = downsample_by_loop(images[(n - 1) % 3])  # y is the previous image of the batch
+            assert torch.allclose(counts_other[n], model.count(other[None])[0], atol=1e-5)
+
+
+def test_counts_are_non_negative():
+    model = small_counter()
+    with torch.no_grad():
+        model.counter_head.bias.fill_(-0.5)  # push many pre-activations below zero
+        counts = model.count(torch.rand(5, 3, 8, 8))
+    assert (counts >= 0).all() and (counts == 0).any()
+
+
+def test_training_loss_is_the_counting_objective_written_with_loops():
+    model = small_counter(margin=3.0)
+    images = torch.randint(0, 256, (4, 3, 8, 8), dtype=torch.uint8)
+    batch = train.Batch(images, torch.zeros(4, dtype=torch.long), torch.arange(4), torch.Generator())
+    floats = images.float() / 255
+    per_image = []
+    with torch.no_grad():
+        for n in range(4):
+            tiles_total = sum(model.count(tile[None])[0] for tile in tiles_by_loop(floats[n]))
+            own = model.count(downsample_by_loop(floats[n])[None])[0]
+            other = model.count(downsample_by_loop(floats[(n - 1) % 4])[None])[0]
+            same_term = ((own - tiles_total) ** 2).sum()
+            contrastive_term = max(0.0, 3.0 - float(((other - tiles_total) ** 2).sum()))
+            per_image.append(float(same_term) + contrastive_term)
+        output = model.training_loss(batch)
+    assert torch.allclose(output["loss"], torch.tensor(sum(per_image) / 4), atol=1e-4)
+    assert output["mean total count"] >= 0
+
+
+def test_the_trivial_counter_phi_zero_pays_exactly_the_margin():
+    model = small_counter(margin=2.5)
+    with torch.no_grad():
+        model.counter_head.weight.zero_()
+        model.counter_head.bias.zero_()
+    images = torch.randint(0, 256, (3, 3, 8, 8), dtype=torch.uint8)
+    batch = train.Batch(images, torch.zeros(3, dtype=torch.long), torch.arange(3), torch.Generator())
+    with torch.no_grad():
+        assert torch.allclose(model.training_loss(batch)["loss"], torch.tensor(2.5))
+
+
+def test_bad_arguments_and_inputs_are_rejected():
+    encoder = SmallCNN(width=4, feature_dim=8)
+    with pytest.raises(ValueError, match="n_counts"):
+        Counting(encoder, n_counts=0)
+    with pytest.raises(ValueError, match="margin"):
+        Counting(encoder, margin=0.0)
+    with pytest.raises(ValueError, match="even H and W"):
+        small_counter().counts_of_views(torch.rand(2, 3, 7, 8))
+
+
+def test_one_training_step_through_the_shared_loop_with_augmentation():
+    torch.manual_seed(0)
+    images = torch.randint(0, 256, (8, 3, 8, 8), dtype=torch.uint8)
+    tiny = data.ImageData(images, torch.zeros(8, dtype=torch.long), ["a"])
+    recipe = augment.ViewRecipe(output_size=8, crop_scale=(0.6, 1.0), jitter_p=0.0, grayscale_p=0.0)
+    model = Counting(SmallCNN(width=4, feature_dim=8), n_counts=6, margin=2.0, recipe=recipe)
+    before = [p.detach().clone() for p in model.parameters()]
+    history = train.train(model, tiny, train.TrainConfig(epochs=1, batch_size=8, lr=0.01), device="cpu",
+                          progress=False)
+    assert len(history.steps) == 1 and torch.isfinite(torch.tensor(history.losses())).all()
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
