@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..augment import ViewRecipe, make_views
-from ..losses import align_loss, debiased_nt_xent, hard_negative_nt_xent, uniform_loss
+from ..losses import _check_tau_plus, align_loss, debiased_nt_xent, hard_negative_nt_xent, uniform_loss
 from .simclr import SimCLR
 
 # ---------------------------------------------------------------------------
@@ -40,14 +40,6 @@ def _check_positive(value: float, name: str, example: str) -> None:
 def _check_non_negative(value: float, name: str, example: str) -> None:
     if not value >= 0:
         raise ValueError(f"{name} must be >= 0, got {value}; pass a non-negative {name} such as {example}")
-
-
-def _check_tau_plus(tau_plus: float) -> None:
-    if not 0 <= tau_plus < 1:
-        raise ValueError(
-            f"tau_plus (the class prior eta^+) must lie in [0, 1), got {tau_plus}; "
-            "pass a probability such as 0.1 (0 gives plain NT-Xent)"
-        )
 
 
 def _check_projections(z1: torch.Tensor, z2: torch.Tensor) -> None:
