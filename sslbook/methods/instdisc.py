@@ -1,0 +1,94 @@
+"""InstDisc (Wu, Xiong, Yu & Lin 2018): instance discrimination with a memory bank and NCE.
+
+Every training image is its own class. The encoder f and a linear layer map an
+augmented image to a unit vector v = f(x) (128-d in the paper); the memory bank
+``sslbook.memory_bank.MemoryBank`` holds one entry v_i per image. With
+P(i|v) = exp(v_i^T v / tau) / Z, noise P_n = 1/n and h(i, v) = P(i|v) / (P(i|v) + M P_n),
+
+    L_InstDisc = -E[log h(i, v_i^(t-1)) - lambda ||v_i^(t) - v_i^(t-1)||^2] - M E_{P_N}[log(1 - h(i, v'^(t-1)))].
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..augment import ViewRecipe, augment
+from ..losses import instdisc_nce_loss
+from ..memory_bank import MemoryBank, check_momentum, proximal_term
+
+
+def instdisc_cifar() -> ViewRecipe:
+    """The paper's augmentation: random resized crop (0.2, 1), grayscale p = 0.2, colour jitter 0.4, flip."""
+    return ViewRecipe(crop_scale=(0.2, 1.0), jitter_p=1.0, brightness=0.4, contrast=0.4, saturation=0.4, hue=0.4,
+                      grayscale_p=0.2)
+
+
+class InstDisc(nn.Module):
+    """Non-parametric instance discrimination.
+
+    encoder: the backbone f, with a ``feature_dim`` attribute.
+    n_data: n, the number of training images (the bank size; batch.indices index it).
+    embedding_dim: the dimension of v (128 in the paper).
+    n_noise: M, noise samples per image (4096 in the paper).
+    temperature: tau (0.07 in the paper). momentum: m of the bank update (0.5 in the paper).
+    proximal_weight: lambda of the proximal term. recipe: the one augmented view per image.
+    seed: the seed of the bank's random initial entries.
+
+    Two small departures from the paper's code, both for a bank of a few thousand images. The fc layer
+    is followed by a BatchNorm, which centres the embeddings over the batch: an untrained network gives
+    every image nearly the same direction, and the centring keeps the entries that the first epoch
+    writes into the bank spread out. And the noise draws skip each image's own entry: with n = 5,000
+    and M = 4096, an image's M draws would contain its own entry M/n = 0.8 times on average.
+
+    The normaliser Z is estimated once, on the first batch, as the paper's code does:
+    Z = n * mean of exp(score) over the batch's positive and noise scores, then kept fixed
+    (it is a buffer, so a checkpoint keeps it).
+    """
+
+    def __init__(self, encoder: nn.Module, n_data: int, embedding_dim: int = 128, n_noise: int = 4096,
+                 temperature: float = 0.07, momentum: float = 0.5, proximal_weight: float = 0.0,
+                 recipe: ViewRecipe | None = None, seed: int = 0):
+        super().__init__()
+        if not temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}; pass a positive temperature such as 0.07")
+        if isinstance(n_noise, bool) or not isinstance(n_noise, int) or n_noise < 1:
+            raise ValueError(f"n_noise (M) must be a positive int, got {n_noise!r}; pass e.g. 4096")
+        if not proximal_weight >= 0:
+            raise ValueError(f"proximal_weight must be >= 0, got {proximal_weight}; pass e.g. 0 or 30")
+        check_momentum(momentum)
+        self.encoder = encoder  # f(.)
+        # The paper's fc layer to 128-d, followed here by a BatchNorm that centres the embeddings over the batch.
+        self.head = nn.Sequential(nn.Linear(encoder.feature_dim, embedding_dim), nn.BatchNorm1d(embedding_dim))
+        self.bank = MemoryBank(n_data, embedding_dim, generator=torch.Generator().manual_seed(seed))
+        self.register_buffer("normaliser", torch.tensor(-1.0))  # Z; negative until estimated
+        self.n_noise, self.temperature, self.momentum = n_noise, temperature, momentum
+        self.proximal_weight = proximal_weight
+        self.recipe = recipe if recipe is not None else instdisc_cifar()
+
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        """v = normalise(fc(f(x))): the unit-length embedding of float images in [0, 1]."""
+        return F.normalize(self.head(self.encoder(images)).float(), dim=1)
+
+    def embedder(self) -> nn.Module:
+        """The encoder followed by the head (fc and BatchNorm), for ``evaluate.extract_features`` (kNN normalises)."""
+        return nn.Sequential(self.encoder, self.head)
+
+    def training_loss(self, batch) -> dict:
+        indices = batch.indices
+        self.bank.check_indices(indices)
+        fresh = self.embed(augment(batch.images, self.recipe, batch.generator))  # v_i^(t)
+        stored = self.bank.lookup(indices)  # v_i^(t-1)
+        noise = self.bank.sample_negatives(len(indices), self.n_noise, batch.generator, exclude=indices)  # v' ~ P_n
+        with torch.autocast(fresh.device.type, enabled=False):  # scores in float32 even under bf16 autocast
+            scores_positive = (fresh * stored).sum(dim=1) / self.temperature  # v_i^T v / tau
+            scores_noise = (fresh @ self.bank.features.T / self.temperature).gather(1, noise)  # v'^T v / tau
+        if self.normaliser < 0:
+            scores = torch.cat([scores_positive[:, None], scores_noise], dim=1).detach()
+            self.normaliser.fill_(scores.exp().mean().item() * self.bank.n_data)
+        nce = instdisc_nce_loss(scores_positive, scores_noise, self.bank.n_data, self.normaliser)
+        proximal = proximal_term(fresh, stored, self.proximal_weight)
+        bank_cosine = (fresh.detach() * stored).sum(dim=1).mean()  # how far the stored entries lag behind
+        self.bank.update(indices, fresh, self.momentum)
+        return {"loss": nce + proximal, "nce": nce.item(), "proximal": proximal.item(),
+                "bank_cosine": bank_cosine.item()}
