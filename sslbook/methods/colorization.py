@@ -186,7 +186,8 @@ class Colorization(nn.Module):
         """Colour the grayscale version of float RGB images: their own L, ab decoded by the annealed mean.
 
         The ab map is upsampled bilinearly to the image size; the result is clamped to
-        [0, 1] for display, since Lab colours can fall outside the sRGB cube.
+        [0, 1] for display, since Lab colours can fall outside the sRGB cube. Call
+        ``.eval()`` first so that batch normalisation uses its running statistics.
         """
         lightness = rgb_to_lab(images)[:, :1]
         probabilities = torch.softmax(self.logits(images).float(), dim=1)

@@ -18,7 +18,7 @@ class Counting(nn.Module):
     """The counting pretext task: phi(.) = ReLU(W f(.)) with f the encoder, K non-negative counts.
 
     The paper's counter is AlexNet with a last ReLU layer of K = 1000 counts and margin c = 10;
-    D averages 2x2 pixel blocks (``pretext.count_views``). y is the next image of the batch
+    D averages 2x2 pixel blocks (``pretext.count_views``). y is the previous image of the batch
     (x rolled by one), so every image serves as the contrastive y of another.
 
     Args:
@@ -55,6 +55,7 @@ class Counting(nn.Module):
     def training_loss(self, batch) -> dict:
         images = (augment(batch.images, self.recipe, batch.generator) if self.recipe is not None
                   else batch.images.float() / 255)
-        counts_downsampled, counts_tiles, counts_other = self.counts_of_views(images)
+        # float32: squared distances of counts lose too much precision in bfloat16 (GPU autocast)
+        counts_downsampled, counts_tiles, counts_other = (counts.float() for counts in self.counts_of_views(images))
         loss = counting_loss(counts_downsampled, counts_tiles, counts_other, self.margin)
         return {"loss": loss, "mean total count": counts_downsampled.detach().sum(1).mean().item()}
