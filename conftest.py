@@ -3,14 +3,24 @@
 NOTEBOOK_OUTPUT_TIMEOUT_SECONDS = 120
 
 
-def pytest_collection_modifyitems(items):
-    """Give nbval more than its fixed 5 s to deliver a finished cell's output.
+def pytest_configure(config):
+    config.addinivalue_line("markers", "book_level: runs after the notebooks (it reuses the checkpoints they saved)")
 
-    nbval waits 5 s for each output message after a cell has finished. On a busy two-core CI
-    machine the kernel's output thread can fall that far behind after a training cell, and the
-    cell is then failed although it ran correctly; the execution limit itself stays
-    ``--nbval-cell-timeout``.
+
+def pytest_collection_modifyitems(items):
+    """Run book-level tests last, and give nbval more time to deliver a finished cell's output.
+
+    The book-level tests execute chapters again; run after the notebooks, they load the
+    checkpoints those runs saved instead of training a second time (in any order they pass).
+
+    nbval reads a cell's output messages only after the cell has finished, and waits 5 s for
+    each. A long training cell leaves a deep queue on a busy two-core machine; 120 s leaves room
+    for it (the execution limit itself stays ``--nbval-cell-timeout``). Cells must also keep
+    their message count low (``sslbook.train.progress_bar`` redraws at most once a second), since
+    the kernel drops messages past ZMQ's high-water mark.
     """
+    items[:] = ([item for item in items if item.get_closest_marker("book_level") is None]
+                + [item for item in items if item.get_closest_marker("book_level") is not None])
     for item in items:
         if hasattr(item, "output_timeout"):
             item.output_timeout = max(item.output_timeout, NOTEBOOK_OUTPUT_TIMEOUT_SECONDS)

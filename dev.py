@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """The book's two everyday commands, each creating or reusing the virtual environment .venv:
 
-    python3 dev.py book   build the rendered book into _build/html (executes every chapter)
+    python3 dev.py book   build the rendered book into _build/html (executes every chapter;
+                          nitpicky, and any warning fails the build)
     python3 dev.py test   run the unit tests, then execute every chapter notebook with nbval
 
 Options after the command go to the tool underneath (jupyter-book or pytest).
@@ -53,7 +54,8 @@ def main() -> int:
     ensure_environment()
     os.chdir(ROOT)
     if command == "book":
-        return subprocess.call([str(BIN / "jupyter-book"), "build", ".", "--warningiserror", "--keep-going", *extra])
+        return subprocess.call([str(BIN / "jupyter-book"), "build", ".", "--warningiserror", "--nitpick",
+                                "--keep-going", *extra])
     return subprocess.call([str(PYTHON), "-m", "pytest", "tests", *notebooks_in_toc_order(), "--nbval-lax",
                             "--nbval-cell-timeout=900", *extra])
 

@@ -3,11 +3,13 @@
     python -m sslbook list
     python -m sslbook train simclr --profile quick --epochs 12 --out runs/simclr
     python -m sslbook eval runs/simclr/checkpoint.pt
+    python -m sslbook classroom --out classroom
 
 ``train`` writes ``checkpoint.pt`` (resumed when present) and ``<method>.json`` (method, profile,
 recipe, kNN, linear probe, alignment, uniformity, wall time, images per second, hardware) into the
-output folder. Launch it with ``torchrun --nproc_per_node=P -m sslbook train ...`` to train on P
-processes.
+output folder; launch it with ``torchrun --nproc_per_node=P -m sslbook train ...`` to train on P
+processes. ``classroom`` writes a student copy (solutions removed, checks kept) and an instructor
+copy of every chapter notebook.
 """
 from __future__ import annotations
 
@@ -27,8 +29,9 @@ from .train import load_checkpoint, train
 
 
 def command_list(args) -> int:
+    width = max(map(len, registry.METHODS))
     for name, spec in sorted(registry.METHODS.items()):
-        print(f"{name:<14} {spec.summary}")
+        print(f"{name:<{width}} {spec.summary}")
     return 0
 
 
@@ -37,14 +40,16 @@ def command_train(args) -> int:
     distributed.init_from_environment()
     profile = choose_profile(args.profile, verbose=distributed.rank() == 0)
     train_data, test_data = profile.load_data(args.data)
-    method = spec.build(profile, len(train_data.classes))
-    overrides = {"seed": args.seed}
+    method = spec.build(profile, train_data)
+    overrides = {**spec.config_overrides(profile), "seed": args.seed}  # the command line's own settings win
     if args.epochs is not None:
         overrides["epochs"] = args.epochs
     elif profile.name == "quick":
         overrides["epochs"] = spec.quick_epochs
     if args.batch_size is not None:
         overrides["batch_size"] = args.batch_size
+    if args.compile:
+        overrides["compile"] = True
     config = profile.train_config(**overrides)
     out = Path(args.out)
     metadata = {"method": args.method, "profile": profile.name}
@@ -74,11 +79,21 @@ def command_eval(args) -> int:
     spec = registry.get(metadata["method"])
     profile = choose_profile(args.profile or metadata.get("profile"))
     train_data, test_data = profile.load_data(args.data)
-    method = spec.build(profile, len(train_data.classes))
+    method = spec.build(profile, train_data)
     method.load_state_dict(state["method"])
     method.to(profile.device)
     scores = evaluate(spec.encoder(method), train_data, test_data, simclr_cifar())
     print(json.dumps({"method": metadata["method"], "epoch": state["epoch"], **scores}, indent=2))
+    return 0
+
+
+def command_classroom(args) -> int:
+    from .classroom import write_copies
+
+    out = Path(args.out)
+    written = write_copies(out)
+    print(f"wrote {len(written)} student notebooks to {out / 'student'} and their instructor copies to "
+          f"{out / 'instructor'}")
     return 0
 
 
@@ -94,6 +109,7 @@ def parser() -> argparse.ArgumentParser:
     train_parser.add_argument("--seed", type=int, default=0)
     train_parser.add_argument("--data", help="data folder (default: $SSLBOOK_DATA or ~/.cache/sslbook)")
     train_parser.add_argument("--out", default="runs/run", help="output folder for checkpoint and results")
+    train_parser.add_argument("--compile", action="store_true", help="torch.compile the method's networks")
     train_parser.add_argument("--no-progress", action="store_true")
     train_parser.set_defaults(run=command_train)
     eval_parser = commands.add_parser("eval", help="evaluate a saved checkpoint")
@@ -101,6 +117,9 @@ def parser() -> argparse.ArgumentParser:
     eval_parser.add_argument("--profile", choices=sorted(PROFILES))
     eval_parser.add_argument("--data")
     eval_parser.set_defaults(run=command_eval)
+    classroom_parser = commands.add_parser("classroom", help="write student and instructor copies of the notebooks")
+    classroom_parser.add_argument("--out", default="classroom", help="folder for student/ and instructor/")
+    classroom_parser.set_defaults(run=command_classroom)
     return main_parser
 
 

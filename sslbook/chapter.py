@@ -1,6 +1,7 @@
 """What every chapter does the same way: load-or-train, baselines, the results table."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from torch import nn
@@ -11,13 +12,15 @@ from .evaluate import PixelEncoder, evaluate, random_init_like
 from .profiles import Profile
 from .train import History, TrainConfig, train
 
-CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints"
+CHECKPOINTS_ENV = "SSLBOOK_CHECKPOINTS"
 METRIC_NAMES = {"knn": "kNN acc. (%)", "linear": "linear probe (%)", "alignment": "L_align",
                 "uniformity": "L_uniform"}
 
 
 def checkpoint_path(name: str, profile: Profile) -> Path:
-    return CHECKPOINTS / f"{name}-{profile.name}.pt"
+    """``checkpoints/<name>-<profile>.pt`` in the repository, or in ``$SSLBOOK_CHECKPOINTS`` when set."""
+    folder = os.environ.get(CHECKPOINTS_ENV) or Path(__file__).resolve().parent.parent / "checkpoints"
+    return Path(folder) / f"{name}-{profile.name}.pt"
 
 
 def load_or_train(method: nn.Module, data: ImageData, config: TrainConfig, name: str, profile: Profile,

@@ -1,85 +1,220 @@
 """The methods the command line can train: how to build each from a profile, and its encoder.
 
 Each entry builds the method around the profile's backbone with the settings its chapter uses in
-the quick profile, and says how many quick-profile epochs that chapter trains.
+that profile, says how many quick-profile epochs that chapter trains, and gives the training
+settings where the chapter departs from ``Profile.train_config()``.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Callable
 
+import torch
 from torch import nn
 
 from .augment import ViewRecipe, simclr_cifar
+from .data import ImageData
 from .profiles import Profile
 
 
 @dataclass(frozen=True)
 class MethodSpec:
-    build: Callable[[Profile, int], nn.Module]  # (profile, n_classes) -> method
+    build: Callable[[Profile, ImageData], nn.Module]  # (profile, training set) -> method
     quick_epochs: int
     summary: str
-    encoder: Callable[[nn.Module], nn.Module] = lambda method: method.encoder
+    encoder: Callable[[nn.Module], nn.Module] = lambda method: method.encoder  # the features evaluated
+    config_overrides: Callable[[Profile], dict] = lambda profile: {}  # for Profile.train_config
 
 
-def _simclr(profile: Profile, n_classes: int) -> nn.Module:
+def _quick_or_full(profile: Profile, quick, full):
+    return quick if profile.name == "quick" else full
+
+
+def _backbone(profile: Profile, in_channels: int) -> nn.Module:
+    """The profile's encoder for images of ``in_channels`` channels (L, or ab, of Lab)."""
+    from .networks import make_encoder
+
+    return make_encoder(profile.backbone, **{**profile.backbone_options, "in_channels": in_channels})
+
+
+def _simclr(profile: Profile, train_data: ImageData) -> nn.Module:
     from .methods import SimCLR
 
     return SimCLR(profile.encoder(), hidden_dim=256 if profile.name == "quick" else 512, temperature=0.5,
                   recipe=simclr_cifar())
 
 
-def _supervised(profile: Profile, n_classes: int) -> nn.Module:
+def _supervised(profile: Profile, train_data: ImageData) -> nn.Module:
     from .methods import Supervised
 
-    return Supervised(profile.encoder(), n_classes,
+    return Supervised(profile.encoder(), len(train_data.classes),
                       ViewRecipe(crop_scale=(0.5, 1.0), jitter_p=0.0, grayscale_p=0.0))
 
 
-def _hidden(profile: Profile, quick: int, full: int) -> int:
-    return quick if profile.name == "quick" else full
-
-
-def _align_uniform(profile: Profile, n_classes: int) -> nn.Module:
+def _align_uniform(profile: Profile, train_data: ImageData) -> nn.Module:
     from .methods.contrastive_variants import AlignUniform
 
-    return AlignUniform(profile.encoder(), projection_dim=128, hidden_dim=_hidden(profile, 256, 512),
+    return AlignUniform(profile.encoder(), projection_dim=128, hidden_dim=_quick_or_full(profile, 256, 512),
                         recipe=simclr_cifar(), alpha=2, t=2, uniformity_weight=1.0)
 
 
-def _debiased(profile: Profile, n_classes: int) -> nn.Module:
+def _debiased(profile: Profile, train_data: ImageData) -> nn.Module:
     from .methods.contrastive_variants import DebiasedSimCLR
 
-    return DebiasedSimCLR(profile.encoder(), projection_dim=128, hidden_dim=_hidden(profile, 256, 512),
+    return DebiasedSimCLR(profile.encoder(), projection_dim=128, hidden_dim=_quick_or_full(profile, 256, 512),
                           temperature=0.5, tau_plus=0.1, recipe=simclr_cifar())
 
 
-def _hard_negatives(profile: Profile, n_classes: int) -> nn.Module:
+def _hard_negatives(profile: Profile, train_data: ImageData) -> nn.Module:
     from .methods.contrastive_variants import HardNegativeSimCLR
 
-    return HardNegativeSimCLR(profile.encoder(), projection_dim=128, hidden_dim=_hidden(profile, 256, 512),
+    return HardNegativeSimCLR(profile.encoder(), projection_dim=128, hidden_dim=_quick_or_full(profile, 256, 512),
                               temperature=0.5, tau_plus=0.1, beta=1.0, recipe=simclr_cifar())
 
 
-def _byol(profile: Profile, n_classes: int) -> nn.Module:
+def _byol(profile: Profile, train_data: ImageData) -> nn.Module:
     from .augment import byol_cifar
     from .methods.byol import BYOL
 
-    return BYOL(profile.encoder(), projection_dim=_hidden(profile, 128, 256), hidden_dim=_hidden(profile, 256, 4096),
-                tau_base=0.99, recipes=byol_cifar())
+    return BYOL(profile.encoder(), projection_dim=_quick_or_full(profile, 128, 256),
+                hidden_dim=_quick_or_full(profile, 256, 4096), tau_base=0.99, recipes=byol_cifar())
 
 
-def _invaspread(profile: Profile, n_classes: int) -> nn.Module:
+def _invaspread(profile: Profile, train_data: ImageData) -> nn.Module:
     from .methods.invaspread import InvaSpread, invaspread_cifar
 
     return InvaSpread(profile.encoder(), embedding_dim=128, temperature=0.1, recipe=invaspread_cifar())
 
 
-def _simclr_v2(profile: Profile, n_classes: int) -> nn.Module:
+def _simclr_v2(profile: Profile, train_data: ImageData) -> nn.Module:
     from .methods.simclr_v2 import SimCLRv2
 
-    return SimCLRv2(profile.encoder(), projection_dim=128, hidden_dim=_hidden(profile, 256, 2048), temperature=0.5,
-                    recipe=simclr_cifar())
+    return SimCLRv2(profile.encoder(), projection_dim=128, hidden_dim=_quick_or_full(profile, 256, 2048),
+                    temperature=0.5, recipe=simclr_cifar())
+
+
+def _barlow_twins(profile: Profile, train_data: ImageData) -> nn.Module:
+    from .methods.barlow_twins import BarlowTwins
+
+    projection_dim = _quick_or_full(profile, 512, 2048)
+    return BarlowTwins(profile.encoder(), projection_dim=projection_dim, hidden_dim=projection_dim,
+                       lambd=_quick_or_full(profile, 0.02, 5e-3), recipe=simclr_cifar())
+
+
+def _instdisc(profile: Profile, train_data: ImageData) -> nn.Module:
+    from .methods.instdisc import InstDisc, instdisc_cifar
+
+    return InstDisc(profile.encoder(), n_data=len(train_data), embedding_dim=128, n_noise=4096, temperature=0.2,
+                    momentum=0.5, proximal_weight=10.0, recipe=instdisc_cifar())
+
+
+def _cmc(profile: Profile, train_data: ImageData) -> nn.Module:
+    from .methods.cmc import CMC, cmc_cifar
+
+    return CMC(_backbone(profile, in_channels=1), _backbone(profile, in_channels=2), embedding_dim=128,
+               temperature=0.1, recipe=cmc_cifar())
+
+
+def _cpc_v2(profile: Profile, train_data: ImageData) -> nn.Module:
+    from .methods.cpc_v2 import CPCv2
+
+    whole_image = ViewRecipe(crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), jitter_p=0.0, grayscale_p=0.0)
+    every_patch = ViewRecipe(output_size=8, crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), flip_p=0.0, jitter_p=0.8,
+                             grayscale_p=0.25)
+    return CPCv2(profile.encoder(), context_dim=_quick_or_full(profile, 64, 256),
+                 n_context_blocks=_quick_or_full(profile, 1, 2), prediction_steps=(2, 3, 4),
+                 n_candidates=_quick_or_full(profile, 128, 256), directions=("down", "up", "right", "left"),
+                 recipe=whole_image, patch_recipe=every_patch)
+
+
+def _cpc_v2_config(profile: Profile) -> dict:
+    return _quick_or_full(profile, dict(batch_size=32, lr=5e-3),
+                          dict(optimizer="adamw", lr=1e-3, weight_decay=1e-4))  # CPC v2 trains with Adam
+
+
+def _rotation(profile: Profile, train_data: ImageData) -> nn.Module:
+    from .methods.rotation import RotationPrediction
+
+    return RotationPrediction(profile.encoder())
+
+
+def _jigsaw(profile: Profile, train_data: ImageData) -> nn.Module:
+    from .methods.jigsaw import JigsawPuzzle
+    from .pretext import make_permutation_set
+
+    return JigsawPuzzle(profile.encoder(), make_permutation_set(100), hidden_dim=512)
+
+
+def _context_prediction(profile: Profile, train_data: ImageData) -> nn.Module:
+    from .methods.context_prediction import ContextPrediction
+
+    return ContextPrediction(profile.encoder(), hidden_dim=512, patch_size=8, gap=2, jitter=1, pairs_per_image=4)
+
+
+def _colorization(profile: Profile, train_data: ImageData) -> nn.Module:
+    from .methods.colorization import Colorization, ab_bin_counts
+    from .pretext import ab_bin_centres, rebalancing_weights
+
+    centres = ab_bin_centres(step=10.0)
+    weights = rebalancing_weights(ab_bin_counts(train_data.images, centres, step=10.0), lam=0.5, centres=centres,
+                                  sigma=5.0)  # rare colours of the training set weigh more
+    return Colorization(_backbone(profile, in_channels=1), centres, weights, target_size=8,
+                        hidden_dim=_quick_or_full(profile, 64, 256),
+                        recipe=ViewRecipe(crop_scale=(0.6, 1.0), jitter_p=0.0, grayscale_p=0.0))
+
+
+def _counting(profile: Profile, train_data: ImageData) -> nn.Module:
+    from .methods.counting import Counting
+
+    return Counting(profile.encoder(), n_counts=1000, margin=10.0,
+                    recipe=ViewRecipe(crop_scale=(0.6, 1.0), jitter_p=0.0, grayscale_p=0.0))
+
+
+def _exemplar_cnn(profile: Profile, train_data: ImageData) -> nn.Module:
+    from .methods.exemplar_cnn import ExemplarCNN, exemplar_cifar, sample_seed_patches
+
+    seed_patches, _, _ = sample_seed_patches(train_data.images.float() / 255, _quick_or_full(profile, 128, 8000),
+                                             patch_size=24, generator=torch.Generator().manual_seed(0))
+    return ExemplarCNN(profile.encoder(), (seed_patches * 255).round().to(torch.uint8), exemplar_cifar())
+
+
+def _dae(profile: Profile, train_data: ImageData) -> nn.Module:
+    from .generative import ConvAutoencoder
+    from .methods.dae import DenoisingAutoencoder
+
+    return DenoisingAutoencoder(ConvAutoencoder(base_channels=_quick_or_full(profile, 32, 64)), corruption="masking",
+                                level=0.75)
+
+
+def _context_encoder(profile: Profile, train_data: ImageData) -> nn.Module:
+    from .generative import ConvAutoencoder
+    from .methods.context_encoder import ContextEncoder
+
+    return ContextEncoder(ConvAutoencoder(base_channels=_quick_or_full(profile, 32, 64)), mask_kind="centre",
+                          overlap_weight=10.0)
+
+
+def _autoencoder_config(profile: Profile) -> dict:
+    """The full-profile training of the denoising autoencoder and the Context Encoder chapters."""
+    return _quick_or_full(profile, {}, dict(epochs=100, optimizer="adamw", lr=1e-3, weight_decay=1e-4,
+                                            warmup_epochs=5))
+
+
+def _mae(profile: Profile, train_data: ImageData) -> nn.Module:
+    from .generative import TinyViT
+    from .methods.mae import MaskedAutoencoder
+
+    vit_options = _quick_or_full(profile, dict(embed_dim=96, depth=3, num_heads=4),
+                                 dict(embed_dim=192, depth=6, num_heads=6))
+    decoder_options = _quick_or_full(profile, dict(decoder_dim=64, decoder_depth=1),
+                                     dict(decoder_dim=128, decoder_depth=4))
+    return MaskedAutoencoder(TinyViT(image_size=32, patch_size=4, **vit_options), mask_ratio=0.75,
+                             normalize_target=True, **decoder_options)
+
+
+def _mae_config(profile: Profile) -> dict:
+    return _quick_or_full(profile, {}, dict(epochs=200, optimizer="adamw", lr=3e-4, weight_decay=0.05,
+                                            warmup_epochs=10))
 
 
 METHODS: dict[str, MethodSpec] = {
@@ -91,6 +226,28 @@ METHODS: dict[str, MethodSpec] = {
     "simclr_v2": MethodSpec(_simclr_v2, 8, "SimCLRv2 pre-training with the three-layer head (Chen et al. 2020b)"),
     "simclr": MethodSpec(_simclr, 12, "SimCLR: NT-Xent between two augmented views (Chen et al. 2020)"),
     "supervised": MethodSpec(_supervised, 8, "the same encoder trained with labels: the supervised reference"),
+    "barlow_twins": MethodSpec(_barlow_twins, 10, "Barlow Twins: cross-correlation of two views towards the identity "
+                                                  "(Zbontar et al. 2021)"),
+    "instdisc": MethodSpec(_instdisc, 20, "InstDisc: instance discrimination against a memory bank (Wu et al. 2018)"),
+    "cmc": MethodSpec(_cmc, 10, "CMC: contrasting the L and ab views of Lab images (Tian et al. 2019)"),
+    "cpc_v2": MethodSpec(_cpc_v2, 3, "CPC v2: InfoNCE prediction of patch latents in four directions "
+                                     "(Henaff et al. 2019)", config_overrides=_cpc_v2_config),
+    "rotation": MethodSpec(_rotation, 4, "predicting which of four rotations was applied (Gidaris et al. 2018)"),
+    "jigsaw": MethodSpec(_jigsaw, 30, "solving 3x3 jigsaw puzzles over 100 permutations (Noroozi and Favaro 2016)"),
+    "context_prediction": MethodSpec(_context_prediction, 30, "predicting where a neighbouring patch lies "
+                                                              "(Doersch et al. 2015)"),
+    "colorization": MethodSpec(_colorization, 6, "predicting the colours of the L channel as ab bins "
+                                                 "(Zhang et al. 2016)"),
+    "counting": MethodSpec(_counting, 6, "counting visual primitives: tiles add up to the image "
+                                         "(Noroozi et al. 2017)"),
+    "exemplar_cnn": MethodSpec(_exemplar_cnn, 8, "Exemplar-CNN: classifying transformed seed patches "
+                                                 "(Dosovitskiy et al. 2014)"),
+    "dae": MethodSpec(_dae, 16, "denoising autoencoder: reconstructing masked pixels (Vincent et al. 2008)",
+                      config_overrides=_autoencoder_config),
+    "context_encoder": MethodSpec(_context_encoder, 12, "Context Encoder: inpainting the central region "
+                                                        "(Pathak et al. 2016)", config_overrides=_autoencoder_config),
+    "mae": MethodSpec(_mae, 8, "MAE: a ViT reconstructing 75% hidden patches (He et al. 2022)",
+                      config_overrides=_mae_config),
 }
 
 

@@ -40,6 +40,7 @@ class TrainConfig:
     seed: int = 0
     max_steps: int | None = None  # stop early after this many steps (a time budget in steps)
     sync_batch_norm: bool = False  # with several processes: batch statistics over the global batch
+    compile: bool = False  # torch.compile the method's networks (its direct submodules), in place
 
     def __post_init__(self):
         if self.epochs < 1:
@@ -91,9 +92,15 @@ def learning_rate_factor(step: int, total_steps: int, warmup_steps: int) -> floa
 
 
 def progress_bar(total: int, description: str, enabled: bool):
+    """A terminal or notebook bar that redraws at most once a second.
+
+    In a notebook every redraw is a few messages to the front end; a kernel that sends thousands
+    while nobody reads them (nbval reads a cell's output only when the cell ends) drops messages
+    past ZMQ's high-water mark, possibly the one that says the cell has finished.
+    """
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=description, disable=not enabled, leave=True, dynamic_ncols=True)
+    return tqdm(total=total, desc=description, disable=not enabled, leave=True, dynamic_ncols=True, mininterval=1.0)
 
 
 class _LossOf(nn.Module):
@@ -176,6 +183,9 @@ def train(
     on_gpu = device.type == "cuda"
     if on_gpu:
         method.to(memory_format=torch.channels_last)
+    if config.compile:  # in place, so parameter names and checkpoints stay those of the eager modules
+        for network in method.children():
+            network.compile()
     images, labels = data.images.to(device), data.labels.to(device)
     steps_per_epoch = len(data) // config.batch_size
     if steps_per_epoch == 0:
@@ -245,7 +255,7 @@ def train(
             history.images_seen += len(index) * processes
             step += 1
             bar.update(1)
-            bar.set_postfix(loss=f"{entry['loss']:.3f}")
+            bar.set_postfix(loss=f"{entry['loss']:.3f}", refresh=False)  # shown at the next redraw
         history.seconds += time.perf_counter() - started
         if on_epoch_end is not None:
             method.eval()

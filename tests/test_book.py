@@ -56,3 +56,11 @@ def test_chapter_follows_the_skeleton(notebook):
                 for line in "".join(c["source"]).splitlines() if line.startswith("## ")]
     for required in ("## Exercises", "## Summary"):
         assert required in headings, f"{notebook.name} lacks the section {required!r}"
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_first_code_cell_installs_the_package_where_it_is_missing(notebook):
+    """Opened alone (Colab's launch button), a notebook must be able to import sslbook."""
+    first_code = next("".join(c["source"]) for c in cells(notebook) if c["cell_type"] == "code")
+    assert 'find_spec("sslbook") is None' in first_code and "%pip install" in first_code, \
+        f"{notebook.name}: the first code cell should install sslbook when it is missing (see the other chapters)"

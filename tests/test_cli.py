@@ -5,14 +5,39 @@ import os
 import pytest
 import torch
 
+from sslbook import __main__ as cli
+from sslbook import registry
 from sslbook.__main__ import main
+from sslbook.data import ImageData
+from sslbook.profiles import Profile
+from sslbook.train import History
 
 needs_data = pytest.mark.skipif(not os.environ.get("SSLBOOK_DATA"), reason="SSLBOOK_DATA names no data folder")
 
 
 def test_list_names_every_method(capsys):
     assert main(["list"]) == 0
-    assert "simclr" in capsys.readouterr().out
+    assert [line.split()[0] for line in capsys.readouterr().out.splitlines()] == sorted(registry.METHODS)
+
+
+def test_train_applies_the_chapter_settings_then_the_command_line(tmp_path, monkeypatch):
+    images = torch.zeros(64, 3, 32, 32, dtype=torch.uint8)
+    tiny = ImageData(images, torch.arange(64) % 10, [f"class {k}" for k in range(10)])
+    monkeypatch.setattr(Profile, "load_data", lambda self, root=None, seed=0: (tiny, tiny))
+    configs = []
+
+    def record_config(method, data, config, **options):
+        configs.append(config)
+        return History()
+
+    monkeypatch.setattr(cli, "train", record_config)
+    monkeypatch.setattr(cli, "evaluate", lambda *args: dict.fromkeys(("knn", "linear", "alignment", "uniformity"), 0.0))
+    common = ["train", "cpc_v2", "--profile", "quick", "--out", str(tmp_path), "--no-progress"]
+    assert main(common) == 0
+    assert main([*common, "--batch-size", "16", "--epochs", "1"]) == 0
+    chapter, command_line = configs
+    assert (chapter.batch_size, chapter.lr, chapter.epochs) == (32, 5e-3, registry.get("cpc_v2").quick_epochs)
+    assert (command_line.batch_size, command_line.lr, command_line.epochs) == (16, 5e-3, 1)
 
 
 def test_unknown_method_and_unreadable_checkpoint_stop_with_a_message(tmp_path, capsys):

@@ -102,3 +102,19 @@ def test_max_steps_cuts_the_run_short():
     history = train(tiny_simclr(), tiny_data(), TrainConfig(epochs=3, batch_size=16, max_steps=4),
                     device="cpu", progress=False)
     assert len(history.steps) == 4
+
+
+def test_compiled_training_matches_eager_and_keeps_parameter_names(tmp_path):
+    """torch.compile changes how the networks run, not what they compute or how checkpoints look."""
+    config = TrainConfig(epochs=1, batch_size=16, optimizer="sgd", lr=0.05, seed=3, max_steps=2)
+    eager, compiled = tiny_simclr(), tiny_simclr()
+    eager_history = train(eager, tiny_data(), config, device="cpu", progress=False)
+    compiled_history = train(compiled, tiny_data(), TrainConfig(**{**vars(config), "compile": True}), device="cpu",
+                             progress=False, checkpoint=tmp_path / "compiled.pt")
+    assert [s["loss"] for s in compiled_history.steps] == pytest.approx([s["loss"] for s in eager_history.steps],
+                                                                      rel=1e-4)
+    assert all(network._compiled_call_impl is not None for network in compiled.children())
+    saved = torch.load(tmp_path / "compiled.pt", weights_only=True)["method"]
+    assert list(saved) == list(eager.state_dict())
+    for name, value in eager.state_dict().items():
+        torch.testing.assert_close(saved[name], value, rtol=1e-3, atol=1e-5)

@@ -1,0 +1,105 @@
+"""Student and instructor copies of the chapter notebooks.
+
+Every exercise in the book has the same cells, in this order: the ``{exercise}`` text, a stub to
+fill in (``...  # your code here``), the solution between ``{solution-start}`` and
+``{solution-end}`` markdown cells, and a cell of automatic checks. A student copy drops the
+solution (both markers and every cell between them) and keeps the stub and the checks, so the
+checks fail with their message until the student's answer is right. An instructor copy keeps
+everything. Both start with a cell that says which copy it is.
+
+    python -m sslbook classroom --out classroom     # writes classroom/student and classroom/instructor
+"""
+from __future__ import annotations
+
+import copy
+import json
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SOLUTION_START = re.compile(r"^\s*:{3,}\s*\{solution-start\}", re.MULTILINE)
+SOLUTION_END = re.compile(r"^\s*:{3,}\s*\{solution-end\}", re.MULTILINE)
+STUDENT_BANNER = ("> **Student copy.** The solutions have been removed. Fill in each cell marked "
+                  "`# your code here`; the check cell after it says what is still wrong, or prints "
+                  "`correct`.")
+INSTRUCTOR_BANNER = ("> **Instructor copy.** Every solution is in place, between its `solution-start` and "
+                     "`solution-end` cells; the student copy of this notebook has them removed.")
+
+
+def _source(cell: dict) -> str:
+    source = cell.get("source", "")
+    return "".join(source) if isinstance(source, list) else source
+
+
+def _banner(text: str) -> dict:
+    return {"cell_type": "markdown", "id": "classroom-banner", "metadata": {}, "source": text}
+
+
+def solution_spans(notebook: dict) -> list[tuple[int, int]]:
+    """(first, last) cell indices of each solution, markers included.
+
+    Raises ``ValueError`` for a ``solution-start`` without a matching ``solution-end``, since such a
+    notebook would leak or lose cells.
+    """
+    spans, start = [], None
+    for index, cell in enumerate(notebook["cells"]):
+        if cell["cell_type"] != "markdown":
+            continue
+        text = _source(cell)
+        if SOLUTION_START.search(text):
+            if start is not None:
+                raise ValueError(f"cell {index}: a solution starts before the one at cell {start} ended; "
+                                 "close it with a ':::{solution-end}' cell")
+            start = index
+        if SOLUTION_END.search(text):
+            if start is None:
+                raise ValueError(f"cell {index}: 'solution-end' without a 'solution-start' before it")
+            spans.append((start, index))
+            start = None
+    if start is not None:
+        raise ValueError(f"cell {start}: the solution never ends; add a ':::{{solution-end}}' cell after it")
+    return spans
+
+
+def student_copy(notebook: dict) -> dict:
+    """The notebook without its solutions, outputs cleared, with the student banner first."""
+    removed = {index for first, last in solution_spans(notebook) for index in range(first, last + 1)}
+    student = copy.deepcopy(notebook)
+    student["cells"] = [_banner(STUDENT_BANNER)] + [
+        _cleared(cell) for index, cell in enumerate(student["cells"]) if index not in removed]
+    return student
+
+
+def instructor_copy(notebook: dict) -> dict:
+    """The whole notebook, outputs cleared, with the instructor banner first."""
+    solution_spans(notebook)  # refuse unbalanced markers here too
+    instructor = copy.deepcopy(notebook)
+    instructor["cells"] = [_banner(INSTRUCTOR_BANNER)] + [_cleared(cell) for cell in instructor["cells"]]
+    return instructor
+
+
+def _cleared(cell: dict) -> dict:
+    if cell["cell_type"] == "code":
+        cell["outputs"], cell["execution_count"] = [], None
+    return cell
+
+
+def chapter_notebooks(root: Path = ROOT) -> list[Path]:
+    """The notebooks listed in ``_toc.yml``, in reading order."""
+    entries = re.findall(r"file:\s*([^\s#]+)", (root / "_toc.yml").read_text())
+    return [root / f"{entry}.ipynb" for entry in entries if (root / f"{entry}.ipynb").exists()]
+
+
+def write_copies(out: Path, root: Path = ROOT) -> list[Path]:
+    """Write ``out/student/...`` and ``out/instructor/...`` for every chapter; return the student paths."""
+    written = []
+    for notebook_path in chapter_notebooks(root):
+        notebook = json.loads(notebook_path.read_text())
+        relative = notebook_path.relative_to(root)
+        for kind, make in (("student", student_copy), ("instructor", instructor_copy)):
+            target = out / kind / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(json.dumps(make(notebook), indent=1, ensure_ascii=False) + "\n")
+            if kind == "student":
+                written.append(target)
+    return written

@@ -1,0 +1,66 @@
+"""The registry covers every method module; each entry builds, takes a training step and encodes images."""
+import importlib
+import inspect
+import pkgutil
+
+import pytest
+import torch
+
+import sslbook.methods
+from sslbook import registry
+from sslbook.data import ImageData
+from sslbook.evaluate import extract_features
+from sslbook.profiles import choose_profile
+from sslbook.train import Batch
+
+N_TRAINING_IMAGES = 128  # Exemplar-CNN's quick profile cuts its 128 seed patches from as many images
+
+
+def method_modules() -> set[str]:
+    """The modules of ``sslbook.methods`` that define a method: a class with ``training_loss``."""
+    modules = set()
+    for module_info in pkgutil.iter_modules(sslbook.methods.__path__):
+        module = importlib.import_module(f"{sslbook.methods.__name__}.{module_info.name}")
+        if any(cls.__module__ == module.__name__ and hasattr(cls, "training_loss")
+               for _, cls in inspect.getmembers(module, inspect.isclass)):
+            modules.add(module.__name__)
+    return modules
+
+
+@pytest.fixture(scope="module")
+def train_data() -> ImageData:
+    images = torch.randint(0, 256, (N_TRAINING_IMAGES, 3, 32, 32), generator=torch.Generator().manual_seed(0),
+                           dtype=torch.uint8)
+    return ImageData(images, torch.arange(N_TRAINING_IMAGES) % 10, [f"class {k}" for k in range(10)])
+
+
+@pytest.fixture(scope="module")
+def methods(train_data) -> dict:
+    torch.manual_seed(0)
+    profile = choose_profile("quick", verbose=False)
+    return {name: spec.build(profile, train_data) for name, spec in registry.METHODS.items()}
+
+
+def test_every_method_module_has_an_entry(methods):
+    modules = method_modules()
+    assert "sslbook.methods.simclr" in modules  # the search finds method classes at all
+    assert modules - {type(method).__module__ for method in methods.values()} == set()
+
+
+@pytest.mark.parametrize("name", sorted(registry.METHODS))
+def test_entry_takes_a_training_step_and_encodes(name, methods, train_data):
+    method, spec = methods[name], registry.METHODS[name]
+    indices = torch.arange(0, N_TRAINING_IMAGES, 16)  # 8 positions in the training set (memory banks use them)
+    batch = Batch(train_data.images[indices], train_data.labels[indices], indices, torch.Generator().manual_seed(1))
+    output = method.training_loss(batch)
+    loss = output if isinstance(output, torch.Tensor) else output["loss"]
+    assert loss.ndim == 0 and torch.isfinite(loss)
+    features = extract_features(spec.encoder(method), torch.rand(4, 3, 32, 32))
+    assert features.ndim == 2 and len(features) == 4 and torch.isfinite(features).all()
+
+
+@pytest.mark.parametrize("profile_name", ["quick", "full"])
+def test_config_overrides_are_training_settings(profile_name):
+    profile = choose_profile(profile_name, verbose=False)
+    for spec in registry.METHODS.values():
+        profile.train_config(**spec.config_overrides(profile))  # raises on an unknown or invalid setting
