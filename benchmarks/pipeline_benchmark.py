@@ -37,7 +37,7 @@ from sslbook.losses import nt_xent
 from sslbook.methods import SimCLR
 from sslbook.networks import make_encoder
 from sslbook.results import hardware
-from sslbook.train import Batch
+from sslbook.train import Batch, compile_networks
 
 CIFAR10_TRAIN_IMAGES = 50_000
 DENSE_BF16_PEAK_FLOPS = {  # the vendors' dense (no sparsity) bf16 tensor-core peaks
@@ -53,14 +53,13 @@ def peak_flops(device_name: str) -> float | None:
     return None
 
 
-def make_model(backbone: str, device: torch.device, compile_networks: bool) -> tuple[SimCLR, torch.optim.Optimizer]:
+def make_model(backbone: str, device: torch.device, compiled: bool) -> tuple[SimCLR, torch.optim.Optimizer]:
     torch.manual_seed(0)
     model = SimCLR(make_encoder(backbone), recipe=simclr_cifar()).to(device)
     if device.type == "cuda":
         model.to(memory_format=torch.channels_last)
-    if compile_networks:
-        for network in model.children():
-            network.compile()
+    if compiled:
+        compile_networks(model)
     return model, torch.optim.SGD(model.parameters(), lr=0.06, momentum=0.9, weight_decay=5e-4)
 
 
@@ -127,7 +126,7 @@ def measure(steps, n_steps: int, warmup: int, batch_size: int, device: torch.dev
 
 def flops_per_image(backbone: str, images: torch.Tensor, batch_size: int, device: torch.device) -> float:
     """Matrix-multiply and convolution FLOPs of one eager training step (forward and backward), per image."""
-    model, optimizer = make_model(backbone, device, compile_networks=False)
+    model, optimizer = make_model(backbone, device, compiled=False)
     counter = FlopCounterMode(display=False)
     with counter:
         next(sslbook_steps(model, optimizer, images, batch_size, device))()

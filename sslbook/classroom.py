@@ -84,10 +84,14 @@ def _cleared(cell: dict) -> dict:
     return cell
 
 
+def toc_entries(root: Path = ROOT) -> list[str]:
+    """The documents listed in ``_toc.yml`` (paths without suffix), in reading order."""
+    return re.findall(r"file:\s*([^\s#]+)", (root / "_toc.yml").read_text())
+
+
 def chapter_notebooks(root: Path = ROOT) -> list[Path]:
     """The notebooks listed in ``_toc.yml``, in reading order."""
-    entries = re.findall(r"file:\s*([^\s#]+)", (root / "_toc.yml").read_text())
-    return [root / f"{entry}.ipynb" for entry in entries if (root / f"{entry}.ipynb").exists()]
+    return [root / f"{entry}.ipynb" for entry in toc_entries(root) if (root / f"{entry}.ipynb").exists()]
 
 
 def write_copies(out: Path, root: Path = ROOT) -> list[Path]:

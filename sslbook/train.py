@@ -103,6 +103,16 @@ def progress_bar(total: int, description: str, enabled: bool):
     return tqdm(total=total, desc=description, disable=not enabled, leave=True, dynamic_ncols=True, mininterval=1.0)
 
 
+def compile_networks(method: nn.Module) -> None:
+    """torch.compile each direct submodule of ``method`` in place.
+
+    In place, so parameter names and checkpoints stay those of the eager modules; the method's
+    own ``training_loss`` (augmentations, pretext labels) stays eager.
+    """
+    for network in method.children():
+        network.compile()
+
+
 class _LossOf(nn.Module):
     """Calls the method's ``training_loss`` from ``forward``, as DistributedDataParallel requires."""
 
@@ -183,9 +193,8 @@ def train(
     on_gpu = device.type == "cuda"
     if on_gpu:
         method.to(memory_format=torch.channels_last)
-    if config.compile:  # in place, so parameter names and checkpoints stay those of the eager modules
-        for network in method.children():
-            network.compile()
+    if config.compile:
+        compile_networks(method)
     images, labels = data.images.to(device), data.labels.to(device)
     steps_per_epoch = len(data) // config.batch_size
     if steps_per_epoch == 0:

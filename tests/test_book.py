@@ -5,9 +5,11 @@ from pathlib import Path
 
 import pytest
 
+from sslbook.classroom import toc_entries
+
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted(p for p in (ROOT / "book").rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
-TOC_ENTRIES = re.findall(r"file:\s*([^\s#]+)", (ROOT / "_toc.yml").read_text())
+TOC_ENTRIES = toc_entries(ROOT)
 
 
 def cells(notebook):

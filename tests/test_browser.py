@@ -28,6 +28,8 @@ from urllib.parse import unquote, urldefrag, urlparse
 import pytest
 import yaml
 
+from sslbook.classroom import toc_entries
+
 pytestmark = pytest.mark.book_level
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -74,9 +76,9 @@ def built_book(tmp_path_factory):
     """Build the book into a temporary folder; return its html folder."""
     out = tmp_path_factory.mktemp("book")
     config = yaml.safe_load((ROOT / "_config.yml").read_text())
-    notebooks = re.findall(r"file:\s*([^\s#]+)", (ROOT / "_toc.yml").read_text())
     config["execute"] = {**config.get("execute", {}), "execute_notebooks": "force",
-                         "exclude_patterns": [f"{entry}.ipynb" for entry in notebooks if entry != EXECUTED_CHAPTER]}
+                         "exclude_patterns": [f"{entry}.ipynb" for entry in toc_entries(ROOT)
+                                              if entry != EXECUTED_CHAPTER]}
     config["sphinx"]["config"]["mathjax_path"] = "mathjax/tex-mml-chtml.js"  # relative to _static
     config["sphinx"]["local_extensions"] = {name: str(ROOT / path)  # relative to the config file otherwise
                                             for name, path in config["sphinx"].get("local_extensions", {}).items()}
@@ -137,11 +139,12 @@ def _open(browser, url: str) -> list[str]:
     return [entry["message"] for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
 
 
+@functools.lru_cache(maxsize=None)  # every page links to every chapter: parse each target once
 def _ids(page: Path) -> set[str]:
     return set(re.findall(r'\sid="([^"]+)"', page.read_text(errors="replace")))
 
 
-def _broken_targets(html: Path, page: Path, server: str, urls: list[str]) -> list[str]:
+def _broken_targets(html: Path, server: str, urls: list[str]) -> list[str]:
     """Internal URLs whose file, or whose #anchor on that file, does not exist in the build."""
     broken = []
     for url in urls:
@@ -170,7 +173,7 @@ def test_every_page_loads_cleanly(built_book, server, browser, capsys):
         links = browser.execute_script("return Array.from(document.querySelectorAll('a[href]'), a => a.href)")
         images = browser.execute_script(
             "return Array.from(document.images, i => [i.src, i.complete && i.naturalWidth > 0])")
-        broken = _broken_targets(built_book, page, server, links)
+        broken = _broken_targets(built_book, server, links)
         broken += [f"image {source} did not load" for source, loaded in images if not loaded]
         if errors or broken:
             problems[relative] = errors + broken
