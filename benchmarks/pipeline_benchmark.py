@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import time
 from pathlib import Path
 
@@ -37,7 +36,7 @@ from sslbook.losses import nt_xent
 from sslbook.methods import SimCLR
 from sslbook.networks import make_encoder
 from sslbook.results import hardware
-from sslbook.train import Batch, compile_networks
+from sslbook.train import Batch, bf16_networks, compile_networks
 
 CIFAR10_TRAIN_IMAGES = 50_000
 DENSE_BF16_PEAK_FLOPS = {  # the vendors' dense (no sparsity) bf16 tensor-core peaks
@@ -83,9 +82,7 @@ def sslbook_steps(model, optimizer, images: torch.Tensor, batch_size: int, devic
 
         def step(index=index):
             batch = Batch(on_device[index], torch.zeros_like(index), index, generator)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-                loss = model.training_loss(batch)
-            optimiser_step(optimizer, loss)
+            optimiser_step(optimizer, model.training_loss(batch))
         yield step
 
 
@@ -100,10 +97,8 @@ def conventional_steps(model, optimizer, images: torch.Tensor, batch_size: int, 
                 views = torch.cat([first, second]).to(device, non_blocking=True)
                 if device.type == "cuda":
                     views = views.contiguous(memory_format=torch.channels_last)
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-                    z_i, z_j = model.project(views).chunk(2)
-                    loss = nt_xent(z_i, z_j, model.temperature)
-                optimiser_step(optimizer, loss)
+                z_i, z_j = model.project(views).chunk(2)
+                optimiser_step(optimizer, nt_xent(z_i, z_j, model.temperature))
             yield step
 
 
@@ -167,7 +162,8 @@ def main(argv=None) -> dict:
         model, optimizer = make_model(args.backbone, device, args.compile)
         steps = (sslbook_steps(model, optimizer, images, args.batch_size, device) if name == "sslbook" else
                  conventional_steps(model, optimizer, images, args.batch_size, device, args.workers))
-        rows[name] = measure(steps, args.steps, args.warmup, args.batch_size, device)
+        with bf16_networks(model, enabled=on_gpu):  # the training loop's precision, for both pipelines
+            rows[name] = measure(steps, args.steps, args.warmup, args.batch_size, device)
         rows[name]["achieved_flops"] = rows[name]["images_per_second"] * step_flops_per_image
         steps.close()
     print(f"{'pipeline':<13} {'images/s':>10} {'s/epoch':>9} {'peak GiB':>9} {'TFLOP/s':>8} {'of peak':>8}")

@@ -17,7 +17,7 @@ import torch
 from sslbook.augment import simclr_cifar
 from sslbook.methods import SimCLR
 from sslbook.networks import make_encoder
-from sslbook.train import Batch
+from sslbook.train import Batch, bf16_networks
 
 
 def measure(backbone: str, batch_size: int, steps: int, device: torch.device) -> dict:
@@ -32,19 +32,19 @@ def measure(backbone: str, batch_size: int, steps: int, device: torch.device) ->
     batch = Batch(images, torch.zeros(batch_size, dtype=torch.long, device=device),
                   torch.arange(batch_size, device=device), generator)
     durations = []
-    for step in range(steps + 2):
-        if on_gpu:
-            torch.cuda.synchronize()
-        started = time.perf_counter()
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=on_gpu):
+    with bf16_networks(method, enabled=on_gpu):  # the training loop's precision
+        for step in range(steps + 2):
+            if on_gpu:
+                torch.cuda.synchronize()
+            started = time.perf_counter()
             loss = method.training_loss(batch)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        if on_gpu:
-            torch.cuda.synchronize()
-        if step >= 2:  # warm-up steps are not measured
-            durations.append(time.perf_counter() - started)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if on_gpu:
+                torch.cuda.synchronize()
+            if step >= 2:  # warm-up steps are not measured
+                durations.append(time.perf_counter() - started)
     seconds = statistics.median(durations)
     return {"backbone": backbone, "batch": batch_size, "seconds per step": seconds,
             "images per second": batch_size / seconds}

@@ -25,13 +25,16 @@ from .augment import simclr_cifar
 from .evaluate import evaluate
 from .profiles import PROFILES, choose_profile
 from .results import hardware
-from .train import load_checkpoint, train
+from .train import PRECISIONS, load_checkpoint, train
 
 
 def command_list(args) -> int:
     width = max(map(len, registry.METHODS))
-    for name, spec in sorted(registry.METHODS.items()):
-        print(f"{name:<{width}} {spec.summary}")
+    for family in registry.FAMILIES:
+        print(f"{family}:")
+        for name, spec in registry.METHODS.items():
+            if spec.family == family:
+                print(f"  {name:<{width}} {spec.summary}")
     return 0
 
 
@@ -50,6 +53,8 @@ def command_train(args) -> int:
         overrides["batch_size"] = args.batch_size
     if args.compile:
         overrides["compile"] = True
+    if args.precision is not None:
+        overrides["precision"] = args.precision
     config = profile.train_config(**overrides)
     out = Path(args.out)
     metadata = {"method": args.method, "profile": profile.name}
@@ -110,6 +115,8 @@ def parser() -> argparse.ArgumentParser:
     train_parser.add_argument("--data", help="data folder (default: $SSLBOOK_DATA or ~/.cache/sslbook)")
     train_parser.add_argument("--out", default="runs/run", help="output folder for checkpoint and results")
     train_parser.add_argument("--compile", action="store_true", help="torch.compile the method's networks")
+    train_parser.add_argument("--precision", choices=PRECISIONS,
+                              help="the networks' precision (default auto: bf16 on a GPU, fp32 on a CPU)")
     train_parser.add_argument("--no-progress", action="store_true")
     train_parser.set_defaults(run=command_train)
     eval_parser = commands.add_parser("eval", help="evaluate a saved checkpoint")

@@ -203,6 +203,13 @@ def mutual_information_bound(loss: torch.Tensor | float, n_candidates: int) -> t
 # ---------------------------------------------------------------------------
 
 
+def check_prediction_steps(prediction_steps: tuple[int, ...], unit: str, example: tuple[int, ...]) -> None:
+    """Raise a clear error unless ``prediction_steps`` is a non-empty tuple of offsets k >= 1."""
+    if not prediction_steps or min(prediction_steps) < 1:
+        raise ValueError(f"prediction_steps must be a non-empty tuple of {unit} k >= 1, got {prediction_steps}; "
+                         f"pass e.g. {example}")
+
+
 def sine_sequences(n: int, length: int = 128, frequency_range: tuple[float, float] = (0.02, 0.12),
                    noise: float = 0.2, generator: torch.Generator | None = None
                    ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -244,11 +251,7 @@ class SequenceCPC(nn.Module):
     def __init__(self, latent_dim: int = 32, context_dim: int = 32, hidden_channels: int = 32,
                  prediction_steps: tuple[int, ...] = (1, 2, 3, 4), window: int = 8):
         super().__init__()
-        if not prediction_steps or min(prediction_steps) < 1:
-            raise ValueError(
-                f"prediction_steps must be a non-empty tuple of steps k >= 1, got {prediction_steps}; "
-                "pass e.g. (1, 2, 3, 4)"
-            )
+        check_prediction_steps(prediction_steps, "steps", (1, 2, 3, 4))
         if window < 1:
             raise ValueError(f"window must be >= 1 sample per latent, got {window}; pass e.g. 8")
         self.window = window

@@ -805,6 +805,16 @@ class MAEDecoder(nn.Module):
         return self.head(self.norm(x))[:, 1:]
 
 
+def check_patch_mask(mask: Tensor, patches: Tensor) -> Tensor:
+    """``mask`` on the device of ``patches`` (N, L, D), after checking it is a bool (N, L) patch mask."""
+    if mask.dtype != torch.bool or mask.shape != patches.shape[:2]:
+        raise ValueError(
+            f"mask must be bool of shape {tuple(patches.shape[:2])} (True = masked), got "
+            f"{tuple(mask.shape)} {mask.dtype}; pass the second output of random_masking"
+        )
+    return mask.to(patches.device)
+
+
 def mae_loss(
     predicted_patches: Tensor,
     target_patches: Tensor,
@@ -835,12 +845,7 @@ def mae_loss(
             f"predicted_patches and target_patches must both be (N, L, D), got {tuple(predicted_patches.shape)} "
             f"and {tuple(target_patches.shape)}; compare the decoder output with patchify(images, patch_size)"
         )
-    if mask.dtype != torch.bool or mask.shape != predicted_patches.shape[:2]:
-        raise ValueError(
-            f"mask must be bool of shape {tuple(predicted_patches.shape[:2])} (True = masked), got "
-            f"{tuple(mask.shape)} {mask.dtype}; pass the second output of random_masking"
-        )
-    mask = mask.to(predicted_patches.device)
+    mask = check_patch_mask(mask, predicted_patches)
     if not bool(mask.any()):
         raise ValueError("mask hides no patch, so the loss is undefined; pass a mask from random_masking")
     target = target_patches

@@ -17,11 +17,17 @@ from .data import ImageData
 from .profiles import Profile
 
 
+FAMILIES = ("pretext tasks", "contrastive", "generative", "reference")  # the book's parts, then the reference
+
+
 @dataclass(frozen=True)
 class MethodSpec:
     build: Callable[[Profile, ImageData], nn.Module]  # (profile, training set) -> method
     quick_epochs: int
     summary: str
+    title: str  # the method's name in tables and plots
+    family: str  # one of FAMILIES
+    chapter: str  # the notebook that trains it, from the repository root
     encoder: Callable[[nn.Module], nn.Module] = lambda method: method.encoder  # the features evaluated
     config_overrides: Callable[[Profile], dict] = lambda profile: {}  # for Profile.train_config
 
@@ -217,37 +223,58 @@ def _mae_config(profile: Profile) -> dict:
                                             warmup_epochs=10))
 
 
-METHODS: dict[str, MethodSpec] = {
-    "align_uniform": MethodSpec(_align_uniform, 8, "L_align + L_uniform as the training objective (Wang and Isola 2020)"),
-    "debiased": MethodSpec(_debiased, 8, "SimCLR with the debiased contrastive loss (Chuang et al. 2020)"),
-    "hard_negatives": MethodSpec(_hard_negatives, 8, "SimCLR with hard-negative weighting (Robinson et al. 2021)"),
-    "byol": MethodSpec(_byol, 6, "BYOL: online predictor against an EMA target, no negatives (Grill et al. 2020)"),
-    "invaspread": MethodSpec(_invaspread, 10, "InvaSpread: invariance and spreading of instance features (Ye et al. 2019)"),
-    "simclr_v2": MethodSpec(_simclr_v2, 8, "SimCLRv2 pre-training with the three-layer head (Chen et al. 2020b)"),
-    "simclr": MethodSpec(_simclr, 12, "SimCLR: NT-Xent between two augmented views (Chen et al. 2020)"),
-    "supervised": MethodSpec(_supervised, 8, "the same encoder trained with labels: the supervised reference"),
-    "barlow_twins": MethodSpec(_barlow_twins, 10, "Barlow Twins: cross-correlation of two views towards the identity "
-                                                  "(Zbontar et al. 2021)"),
-    "instdisc": MethodSpec(_instdisc, 20, "InstDisc: instance discrimination against a memory bank (Wu et al. 2018)"),
-    "cmc": MethodSpec(_cmc, 10, "CMC: contrasting the L and ab views of Lab images (Tian et al. 2019)"),
-    "cpc_v2": MethodSpec(_cpc_v2, 3, "CPC v2: InfoNCE prediction of patch latents in four directions "
-                                     "(Henaff et al. 2019)", config_overrides=_cpc_v2_config),
-    "rotation": MethodSpec(_rotation, 4, "predicting which of four rotations was applied (Gidaris et al. 2018)"),
-    "jigsaw": MethodSpec(_jigsaw, 30, "solving 3x3 jigsaw puzzles over 100 permutations (Noroozi and Favaro 2016)"),
-    "context_prediction": MethodSpec(_context_prediction, 30, "predicting where a neighbouring patch lies "
-                                                              "(Doersch et al. 2015)"),
-    "colorization": MethodSpec(_colorization, 6, "predicting the colours of the L channel as ab bins "
-                                                 "(Zhang et al. 2016)"),
-    "counting": MethodSpec(_counting, 6, "counting visual primitives: tiles add up to the image "
-                                         "(Noroozi et al. 2017)"),
-    "exemplar_cnn": MethodSpec(_exemplar_cnn, 8, "Exemplar-CNN: classifying transformed seed patches "
-                                                 "(Dosovitskiy et al. 2014)"),
-    "dae": MethodSpec(_dae, 16, "denoising autoencoder: reconstructing masked pixels (Vincent et al. 2008)",
-                      config_overrides=_autoencoder_config),
-    "context_encoder": MethodSpec(_context_encoder, 12, "Context Encoder: inpainting the central region "
-                                                        "(Pathak et al. 2016)", config_overrides=_autoencoder_config),
-    "mae": MethodSpec(_mae, 8, "MAE: a ViT reconstructing 75% hidden patches (He et al. 2022)",
-                      config_overrides=_mae_config),
+def _spec(build, quick_epochs: int, title: str, chapter: str, summary: str, **options) -> MethodSpec:
+    family = {"pretext": "pretext tasks", "contrastive": "contrastive", "generative": "generative"}.get(
+        chapter.split("/")[1], "reference")
+    return MethodSpec(build, quick_epochs, summary, title, family, f"{chapter}.ipynb", **options)
+
+
+METHODS: dict[str, MethodSpec] = {  # in the book's order
+    "exemplar_cnn": _spec(_exemplar_cnn, 8, "Exemplar-CNN", "book/pretext/exemplar_cnn",
+                          "Exemplar-CNN: classifying transformed seed patches (Dosovitskiy et al. 2014)"),
+    "context_prediction": _spec(_context_prediction, 30, "Context Prediction", "book/pretext/context_prediction",
+                                "predicting where a neighbouring patch lies (Doersch et al. 2015)"),
+    "jigsaw": _spec(_jigsaw, 30, "Jigsaw Puzzle", "book/pretext/jigsaw",
+                    "solving 3x3 jigsaw puzzles over 100 permutations (Noroozi and Favaro 2016)"),
+    "colorization": _spec(_colorization, 6, "Colorization", "book/pretext/colorization",
+                          "predicting the colours of the L channel as ab bins (Zhang et al. 2016)"),
+    "counting": _spec(_counting, 6, "Learning to Count", "book/pretext/counting",
+                      "counting visual primitives: tiles add up to the image (Noroozi et al. 2017)"),
+    "rotation": _spec(_rotation, 4, "Rotation", "book/pretext/rotation",
+                      "predicting which of four rotations was applied (Gidaris et al. 2018)"),
+    "cpc_v2": _spec(_cpc_v2, 3, "CPC v2", "book/contrastive/cpc_v2",
+                    "CPC v2: InfoNCE prediction of patch latents in four directions (Henaff et al. 2019)",
+                    config_overrides=_cpc_v2_config),
+    "align_uniform": _spec(_align_uniform, 8, "Alignment + uniformity", "book/contrastive/alignment_uniformity",
+                           "L_align + L_uniform as the training objective (Wang and Isola 2020)"),
+    "debiased": _spec(_debiased, 8, "Debiased contrastive", "book/contrastive/debiased",
+                      "SimCLR with the debiased contrastive loss (Chuang et al. 2020)"),
+    "hard_negatives": _spec(_hard_negatives, 8, "Hard negatives", "book/contrastive/hard_negatives",
+                            "SimCLR with hard-negative weighting (Robinson et al. 2021)"),
+    "invaspread": _spec(_invaspread, 10, "InvaSpread", "book/contrastive/invaspread",
+                        "InvaSpread: invariance and spreading of instance features (Ye et al. 2019)"),
+    "simclr": _spec(_simclr, 12, "SimCLR", "book/contrastive/simclr",
+                    "SimCLR: NT-Xent between two augmented views (Chen et al. 2020)"),
+    "simclr_v2": _spec(_simclr_v2, 8, "SimCLRv2", "book/contrastive/simclr_v2",
+                       "SimCLRv2 pre-training with the three-layer head (Chen et al. 2020b)"),
+    "byol": _spec(_byol, 6, "BYOL", "book/contrastive/byol",
+                  "BYOL: online predictor against an EMA target, no negatives (Grill et al. 2020)"),
+    "barlow_twins": _spec(_barlow_twins, 10, "Barlow Twins", "book/contrastive/barlow_twins",
+                          "Barlow Twins: cross-correlation of two views towards the identity (Zbontar et al. 2021)"),
+    "instdisc": _spec(_instdisc, 20, "InstDisc", "book/contrastive/instdisc",
+                      "InstDisc: instance discrimination against a memory bank (Wu et al. 2018)"),
+    "cmc": _spec(_cmc, 10, "CMC", "book/contrastive/cmc",
+                 "CMC: contrasting the L and ab views of Lab images (Tian et al. 2019)"),
+    "dae": _spec(_dae, 16, "Denoising autoencoder", "book/generative/dae",
+                 "denoising autoencoder: reconstructing masked pixels (Vincent et al. 2008)",
+                 config_overrides=_autoencoder_config),
+    "context_encoder": _spec(_context_encoder, 12, "Context Encoder", "book/generative/context_encoder",
+                             "Context Encoder: inpainting the central region (Pathak et al. 2016)",
+                             config_overrides=_autoencoder_config),
+    "mae": _spec(_mae, 8, "MAE", "book/generative/mae", "MAE: a ViT reconstructing 75% hidden patches (He et al. 2022)",
+                 config_overrides=_mae_config),
+    "supervised": _spec(_supervised, 8, "Supervised", "book/evaluation",
+                        "the same encoder trained with labels: the supervised reference"),
 }
 
 

@@ -4,11 +4,16 @@ A method is an ``nn.Module`` with ``training_loss(batch) -> loss`` (and, if it
 keeps state such as a target network, ``after_step(progress)``). The loop owns
 everything else: data order, optimiser and schedule, mixed precision on GPU,
 the progress bar, NaN checks, checkpoints and the history.
+
+Mixed precision covers the networks only (``bf16_networks``): each of the method's
+networks computes in bfloat16 and hands back float32, so augmentations, pretext
+targets, memory banks and losses always run in float32, on every device.
 """
 from __future__ import annotations
 
 import math
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, NamedTuple
@@ -29,6 +34,9 @@ class Batch(NamedTuple):
     generator: torch.Generator  # seeded source of randomness for augmentations
 
 
+PRECISIONS = ("auto", "bf16", "fp32")
+
+
 @dataclass
 class TrainConfig:
     epochs: int = 10
@@ -41,6 +49,7 @@ class TrainConfig:
     max_steps: int | None = None  # stop early after this many steps (a time budget in steps)
     sync_batch_norm: bool = False  # with several processes: batch statistics over the global batch
     compile: bool = False  # torch.compile the method's networks (its direct submodules), in place
+    precision: str = "auto"  # "bf16": networks in bfloat16 (see bf16_networks); "fp32"; "auto": bf16 on GPU only
 
     def __post_init__(self):
         if self.epochs < 1:
@@ -51,6 +60,8 @@ class TrainConfig:
             raise ValueError(f"optimizer must be 'sgd' or 'adamw', got {self.optimizer!r}")
         if not self.lr > 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
 
 
 @dataclass
@@ -113,6 +124,57 @@ def compile_networks(method: nn.Module) -> None:
         network.compile()
 
 
+def networks_of(method: nn.Module) -> list[nn.Module]:
+    """The method's networks: its direct submodules that have parameters (ModuleList and ModuleDict opened).
+
+    Submodules without parameters, such as a memory bank of stored features, are not networks.
+    """
+    networks = []
+    for child in method.children():
+        members = list(child.children()) if isinstance(child, (nn.ModuleList, nn.ModuleDict)) else [child]
+        networks += [m for m in members if any(True for _ in m.parameters()) and not any(m is n for n in networks)]
+    return networks
+
+
+def _to_float32(output):
+    if isinstance(output, torch.Tensor):
+        return output.float() if output.is_floating_point() else output
+    if isinstance(output, (tuple, list)):
+        return type(output)(_to_float32(item) for item in output)
+    if isinstance(output, dict):
+        return {key: _to_float32(value) for key, value in output.items()}
+    return output
+
+
+@contextmanager
+def bf16_networks(method: nn.Module, enabled: bool = True):
+    """Inside, every network of ``method`` (``networks_of``) runs under bfloat16 autocast and returns float32.
+
+    Only the networks, where the FLOPs are: augmentations, pretext targets, memory banks and losses
+    run outside any autocast region, in float32, so they compute the same on every device (autocast's
+    per-op rules differ between CPU and GPU). On exit the networks' own forward methods are restored.
+    A network the method reaches other than through a direct submodule's forward (MAE's
+    ``encoder.forward_tokens``, the autoencoders inside ``AutoencoderFeatures``) stays in float32:
+    correct, only slower.
+    """
+    patched = []
+    try:
+        for network in networks_of(method) if enabled else []:
+            device_type = next(network.parameters()).device.type
+
+            def autocast_forward(*args, _forward=network.forward, _device_type=device_type, **kwargs):
+                with torch.autocast(_device_type, dtype=torch.bfloat16):
+                    output = _forward(*args, **kwargs)
+                return _to_float32(output)
+
+            network.forward = autocast_forward
+            patched.append(network)
+        yield method
+    finally:
+        for network in patched:
+            del network.forward
+
+
 class _LossOf(nn.Module):
     """Calls the method's ``training_loss`` from ``forward``, as DistributedDataParallel requires."""
 
@@ -128,9 +190,9 @@ def _check_finite(loss: torch.Tensor, step: int, epoch: int) -> None:
     if not torch.isfinite(loss):
         raise FloatingPointError(
             f"the loss became {loss.item()} at step {step} (epoch {epoch}). Likely causes: a "
-            "temperature too low for the precision (bf16 autocast on GPU overflows exp(s/t) for "
-            "t below about 0.05; raise the temperature or train in float32), a learning rate too "
-            "high (lower it or add warm-up), or inputs that are not finite."
+            "temperature too low (raise it), a learning rate too high (lower it or add warm-up), "
+            "a network whose activations overflow in bfloat16 (train in float32: precision='fp32', "
+            "or --precision fp32 on the command line), or inputs that are not finite."
         )
 
 
@@ -191,6 +253,7 @@ def train(
         method = distributed.synchronise_batch_norm(method)
     method.to(device)
     on_gpu = device.type == "cuda"
+    use_bf16 = config.precision == "bf16" or (config.precision == "auto" and on_gpu)
     if on_gpu:
         method.to(memory_format=torch.channels_last)
     if config.compile:
@@ -236,48 +299,48 @@ def train(
     bar = progress_bar(total_steps, description or type(method).__name__, progress and this_rank == 0)
     bar.update(min(step, total_steps))
     method.train()
-    for epoch in range(start_epoch, config.epochs):
-        if step >= total_steps:
-            break
-        started = time.perf_counter()
-        permutation = torch.randperm(len(data), generator=order_generator).to(device)
-        for batch_number in range(steps_per_epoch):
+    with bf16_networks(method, use_bf16):
+        for epoch in range(start_epoch, config.epochs):
             if step >= total_steps:
                 break
-            for group in optimizer.param_groups:
-                group["lr"] = config.lr * learning_rate_factor(step, total_steps, warmup_steps)
-            index = permutation[batch_number * config.batch_size:(batch_number + 1) * config.batch_size]
-            index = index.chunk(processes)[this_rank]
-            batch = Batch(images[index], labels[index], index, augment_generator)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=on_gpu):
+            started = time.perf_counter()
+            permutation = torch.randperm(len(data), generator=order_generator).to(device)
+            for batch_number in range(steps_per_epoch):
+                if step >= total_steps:
+                    break
+                for group in optimizer.param_groups:
+                    group["lr"] = config.lr * learning_rate_factor(step, total_steps, warmup_steps)
+                index = permutation[batch_number * config.batch_size:(batch_number + 1) * config.batch_size]
+                index = index.chunk(processes)[this_rank]
+                batch = Batch(images[index], labels[index], index, augment_generator)
                 output = step_module(batch)
-            loss, logs = (output, {}) if isinstance(output, torch.Tensor) else (output["loss"], output)
-            _check_finite(loss, step, epoch)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            if hasattr(method, "after_step"):
-                method.after_step((step + 1) / total_steps)
-            entry = {"step": step, "epoch": epoch, "loss": loss.item(), "lr": optimizer.param_groups[0]["lr"]}
-            entry.update({k: float(v) for k, v in logs.items() if k != "loss"})
-            history.steps.append(entry)
-            history.images_seen += len(index) * processes
-            step += 1
-            bar.update(1)
-            bar.set_postfix(loss=f"{entry['loss']:.3f}", refresh=False)  # shown at the next redraw
-        history.seconds += time.perf_counter() - started
-        if on_epoch_end is not None:
-            method.eval()
-            history.epochs.append({"epoch": epoch, **on_epoch_end(method, epoch)})
-            method.train()
-        if checkpoint is not None and this_rank == 0:
-            checkpoint.parent.mkdir(parents=True, exist_ok=True)
-            torch.save({
-                "method": method.state_dict(), "optimizer": optimizer.state_dict(),
-                "order_generator": order_generator.get_state(),
-                "augment_generator": augment_generator.get_state().cpu(),
-                "history": history.state(), "epoch": epoch + 1, "metadata": metadata or {},
-            }, checkpoint)
+                loss, logs = (output, {}) if isinstance(output, torch.Tensor) else (output["loss"], output)
+                _check_finite(loss, step, epoch)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                if hasattr(method, "after_step"):
+                    method.after_step((step + 1) / total_steps)
+                entry = {"step": step, "epoch": epoch, "loss": loss.item(), "lr": optimizer.param_groups[0]["lr"]}
+                entry.update({k: float(v) for k, v in logs.items() if k != "loss"})
+                history.steps.append(entry)
+                history.images_seen += len(index) * processes
+                step += 1
+                bar.update(1)
+                bar.set_postfix(loss=f"{entry['loss']:.3f}", refresh=False)  # shown at the next redraw
+            history.seconds += time.perf_counter() - started
+            if on_epoch_end is not None:
+                method.eval()
+                history.epochs.append({"epoch": epoch, **on_epoch_end(method, epoch)})
+                method.train()
+            if checkpoint is not None and this_rank == 0:
+                checkpoint.parent.mkdir(parents=True, exist_ok=True)
+                torch.save({
+                    "method": method.state_dict(), "optimizer": optimizer.state_dict(),
+                    "order_generator": order_generator.get_state(),
+                    "augment_generator": augment_generator.get_state().cpu(),
+                    "history": history.state(), "epoch": epoch + 1, "metadata": metadata or {},
+                }, checkpoint)
     bar.close()
     method.eval()
     return history

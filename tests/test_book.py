@@ -1,6 +1,8 @@
 """The book's structure: clean notebooks, all listed in the table of contents, one exercise style."""
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -66,3 +68,21 @@ def test_first_code_cell_installs_the_package_where_it_is_missing(notebook):
     first_code = next("".join(c["source"]) for c in cells(notebook) if c["cell_type"] == "code")
     assert 'find_spec("sslbook") is None' in first_code and "%pip install" in first_code, \
         f"{notebook.name}: the first code cell should install sslbook when it is missing (see the other chapters)"
+
+
+@pytest.mark.parametrize("inside_the_clone", [True, False])
+def test_first_code_cell_finds_the_package_of_the_clone_it_is_in(inside_the_clone, tmp_path):
+    """Opened from a clone with a Jupyter where sslbook is not installed, the chapter uses the clone's package."""
+    notebook = ROOT / "book" / "contrastive" / "simclr.ipynb"
+    first_code = next("".join(c["source"]) for c in cells(notebook) if c["cell_type"] == "code")
+    script = first_code.replace('%pip install --quiet "sslbook @ git+https://github.com/sslbook/sslbook"',
+                                'print("would install from GitHub")')
+    script += '\nspec = importlib.util.find_spec("sslbook")\nprint(spec.origin if spec else "not importable")'
+    # -S: no site-packages, so the installed sslbook is out of sight, as in a Jupyter without it
+    folder = notebook.parent if inside_the_clone else tmp_path
+    output = subprocess.run([sys.executable, "-S", "-c", script], cwd=folder, capture_output=True, text=True,
+                            check=True).stdout.splitlines()
+    if inside_the_clone:
+        assert output == [str(ROOT / "sslbook" / "__init__.py")]
+    else:
+        assert output == ["would install from GitHub", "not importable"]

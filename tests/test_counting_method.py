@@ -3,9 +3,11 @@
 import pytest
 import torch
 
-from sslbook import augment, data, train
+from sslbook import augment, train
 from sslbook.methods.counting import Counting
 from sslbook.networks import SmallCNN
+
+from one_step import random_uint8_images, train_one_step
 
 
 def small_counter(n_counts: int = 6, margin: float = 2.0) -> Counting:
@@ -95,12 +97,7 @@ def test_bad_arguments_and_inputs_are_rejected():
 
 def test_one_training_step_through_the_shared_loop_with_augmentation():
     torch.manual_seed(0)
-    images = torch.randint(0, 256, (8, 3, 8, 8), dtype=torch.uint8)
-    tiny = data.ImageData(images, torch.zeros(8, dtype=torch.long), ["a"])
     recipe = augment.ViewRecipe(output_size=8, crop_scale=(0.6, 1.0), jitter_p=0.0, grayscale_p=0.0)
     model = Counting(SmallCNN(width=4, feature_dim=8), n_counts=6, margin=2.0, recipe=recipe)
-    before = [p.detach().clone() for p in model.parameters()]
-    history = train.train(model, tiny, train.TrainConfig(epochs=1, batch_size=8, lr=0.01), device="cpu",
-                          progress=False)
-    assert len(history.steps) == 1 and torch.isfinite(torch.tensor(history.losses())).all()
-    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    _, changed = train_one_step(model, random_uint8_images(8, size=8), lr=0.01)
+    assert any(changed)

@@ -5,9 +5,11 @@ import math
 import pytest
 import torch
 
-from sslbook import augment, data, pretext, train
+from sslbook import augment, pretext, train
 from sslbook.methods.exemplar_cnn import ExemplarCNN, exemplar_cifar, sample_seed_patches
 from sslbook.networks import SmallCNN
+
+from one_step import train_one_step
 
 # No randomness left: the whole patch, no flip, no colour change, same size.
 IDENTITY = augment.ViewRecipe(output_size=8, crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), flip_p=0.0,
@@ -107,11 +109,6 @@ def test_default_transformations_make_32_pixel_views_of_24_pixel_patches():
 
 
 def test_one_training_step_through_the_shared_loop():
-    torch.manual_seed(0)
-    tiny = data.ImageData(torch.zeros(8, 3, 8, 8, dtype=torch.uint8), torch.zeros(8, dtype=torch.long), ["a"])
     model = small_model(n_classes=5, recipe=augment.ViewRecipe(output_size=8, crop_scale=(0.5, 1.0)))
-    before = [p.detach().clone() for p in model.parameters()]
-    history = train.train(model, tiny, train.TrainConfig(epochs=1, batch_size=8, lr=0.01), device="cpu",
-                          progress=False)
-    assert len(history.steps) == 1 and torch.isfinite(torch.tensor(history.losses())).all()
-    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    _, changed = train_one_step(model, torch.zeros(8, 3, 8, 8, dtype=torch.uint8), lr=0.01)
+    assert any(changed)

@@ -6,10 +6,11 @@ import pytest
 import torch
 
 from sslbook.augment import augment
-from sslbook.data import ImageData
 from sslbook.methods.instdisc import InstDisc
 from sslbook.networks import SmallCNN
-from sslbook.train import Batch, TrainConfig, train
+from sslbook.train import Batch
+
+from one_step import random_uint8_images, train_one_step
 
 
 def tiny_method(n_data: int = 12, n_noise: int = 5, proximal_weight: float = 0.7) -> InstDisc:
@@ -99,12 +100,9 @@ def test_logged_values_are_the_two_terms_of_the_loss():
 
 
 def test_one_training_step_with_the_shared_loop():
-    images = torch.randint(0, 256, (16, 3, 32, 32), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
-    data = ImageData(images, torch.arange(16) % 2, ["a", "b"])
     method = tiny_method(n_data=16, n_noise=8)
     bank_before = method.bank.features.clone()
-    history = train(method, data, TrainConfig(epochs=1, batch_size=8, max_steps=1), device="cpu", progress=False)
-    assert len(history.steps) == 1 and math.isfinite(history.steps[0]["loss"])
+    train_one_step(method, random_uint8_images(16), batch_size=8)
     assert method.normaliser.item() > 0
     changed = (method.bank.features - bank_before).abs().sum(dim=1) > 0
     assert int(changed.sum()) == 8  # exactly the rows of the one batch

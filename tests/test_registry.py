@@ -1,5 +1,6 @@
 """The registry covers every method module; each entry builds, takes a training step and encodes images."""
 import importlib
+import math
 import inspect
 import pkgutil
 
@@ -8,10 +9,11 @@ import torch
 
 import sslbook.methods
 from sslbook import registry
+from sslbook.classroom import toc_entries
 from sslbook.data import ImageData
 from sslbook.evaluate import extract_features
 from sslbook.profiles import choose_profile
-from sslbook.train import Batch
+from sslbook.train import Batch, TrainConfig, train
 
 N_TRAINING_IMAGES = 128  # Exemplar-CNN's quick profile cuts its 128 seed patches from as many images
 
@@ -64,3 +66,30 @@ def test_config_overrides_are_training_settings(profile_name):
     profile = choose_profile(profile_name, verbose=False)
     for spec in registry.METHODS.values():
         profile.train_config(**spec.config_overrides(profile))  # raises on an unknown or invalid setting
+
+
+def test_entries_name_their_family_and_chapter_in_the_book_order():
+    chapters = [f"{entry}.ipynb" for entry in toc_entries()]
+    specs = list(registry.METHODS.values())
+    assert {spec.family for spec in specs} == set(registry.FAMILIES)
+    assert all(spec.chapter in chapters for spec in specs)
+    self_supervised = [spec for spec in specs if spec.family != "reference"]
+    assert [chapters.index(spec.chapter) for spec in self_supervised] == sorted(
+        chapters.index(spec.chapter) for spec in self_supervised)
+    for spec in self_supervised:  # the family is the part of the book the chapter is in
+        part = spec.chapter.split("/")[1]
+        assert spec.family.startswith(part), (spec.title, spec.family, spec.chapter)
+
+
+@pytest.mark.parametrize("name", list(registry.METHODS))
+def test_entry_trains_with_bf16_networks_as_on_a_gpu(name, train_data):
+    """The GPU's mixed precision, run on the CPU: the networks in bf16, everything else in float32."""
+    first_losses = {}
+    for precision in ("fp32", "bf16"):
+        torch.manual_seed(0)
+        method = registry.METHODS[name].build(choose_profile("quick", verbose=False), train_data)
+        config = TrainConfig(epochs=1, batch_size=32, max_steps=2, optimizer="adamw", lr=1e-3, precision=precision)
+        history = train(method, train_data, config, device="cpu", progress=False)
+        assert all(math.isfinite(loss) for loss in history.losses())
+        first_losses[precision] = history.losses()[0]
+    assert first_losses["bf16"] == pytest.approx(first_losses["fp32"], rel=1e-2)

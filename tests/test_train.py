@@ -8,6 +8,7 @@ from sslbook.augment import simclr_cifar
 from sslbook.data import ImageData
 from sslbook.methods import SimCLR
 from sslbook.networks import SmallCNN
+from sslbook import train as train_module
 from sslbook.train import TrainConfig, learning_rate_factor, train
 
 
@@ -118,3 +119,51 @@ def test_compiled_training_matches_eager_and_keeps_parameter_names(tmp_path):
     assert list(saved) == list(eager.state_dict())
     for name, value in eager.state_dict().items():
         torch.testing.assert_close(saved[name], value, rtol=1e-3, atol=1e-5)
+
+
+class TwoNetworksAndABank(nn.Module):
+    """A method with two networks, a parameterless module and a loss computed outside the networks."""
+
+    def __init__(self):
+        super().__init__()
+        self.encoder = nn.Sequential(nn.Linear(8, 8), nn.ReLU())
+        self.heads = nn.ModuleList([nn.Linear(8, 4)])
+        self.bank = nn.Module()  # no parameters: not a network
+        self.bank.register_buffer("features", torch.randn(5, 4))
+        self.seen = []
+
+    def forward(self, x):
+        z = self.heads[0](self.encoder(x))
+        self.seen.append((z.dtype, torch.is_autocast_enabled("cpu"), (z @ self.bank.features.T).dtype))
+        return z
+
+
+def test_bf16_networks_compute_in_bf16_hand_back_float32_and_are_restored():
+    method = TwoNetworksAndABank()
+    inner_dtypes = []
+    method.encoder[0].register_forward_hook(lambda module, args, output: inner_dtypes.append(output.dtype))
+    x = torch.randn(3, 8)
+    with train_module.bf16_networks(method):
+        method(x)
+    assert inner_dtypes == [torch.bfloat16]  # the network computed in bf16
+    # the method saw float32 outputs, and its own code ran outside autocast, in float32
+    assert method.seen == [(torch.float32, False, torch.float32)]
+    assert [network for network in train_module.networks_of(method)] == [method.encoder, method.heads[0]]
+    method(x)
+    assert inner_dtypes[-1] == torch.float32 and "forward" not in vars(method.encoder)
+    with pytest.raises(RuntimeError, match="inside"), train_module.bf16_networks(method):
+        raise RuntimeError("inside")
+    assert "forward" not in vars(method.encoder) and "forward" not in vars(method.heads[0])
+
+
+def test_bf16_training_on_the_cpu_follows_float32_closely():
+    losses = {}
+    for precision in ("fp32", "bf16"):
+        history = train(tiny_simclr(), tiny_data(), TrainConfig(epochs=1, batch_size=16, precision=precision),
+                        device="cpu", progress=False)
+        losses[precision] = history.losses()
+    assert losses["bf16"][0] != losses["fp32"][0]  # bf16 did run
+    assert losses["bf16"][0] == pytest.approx(losses["fp32"][0], rel=1e-2)  # same weights, same views
+    assert all(math.isfinite(loss) for loss in losses["bf16"])
+    with pytest.raises(ValueError, match="precision must be one of auto, bf16, fp32"):
+        TrainConfig(precision="fp16")

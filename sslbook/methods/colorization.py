@@ -171,10 +171,9 @@ class Colorization(nn.Module):
 
     def targets(self, images: torch.Tensor) -> torch.Tensor:
         """Z: soft-encoded ab (N, Q, target_size, target_size) of float RGB images, in float32."""
-        with torch.autocast(images.device.type, enabled=False):
-            ab = rgb_to_lab(images.float())[:, 1:]
-            ab = F.adaptive_avg_pool2d(ab, self.target_size)
-            return encode_ab(ab, self.centres, self.sigma, self.k)
+        ab = rgb_to_lab(images.float())[:, 1:]
+        ab = F.adaptive_avg_pool2d(ab, self.target_size)
+        return encode_ab(ab, self.centres, self.sigma, self.k)
 
     def training_loss(self, batch) -> torch.Tensor:
         images = (augment(batch.images, self.recipe, batch.generator) if self.recipe is not None

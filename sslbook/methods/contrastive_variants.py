@@ -172,11 +172,10 @@ class _SimCLRWithOtherLoss(SimCLR):
     def training_loss(self, batch) -> torch.Tensor | dict:
         first, second = make_views(batch.images, self.recipe, n_views=2, generator=batch.generator)
         z_i, z_j = self.project(torch.cat([first, second])).chunk(2)
-        # The loss runs in float32 even under GPU autocast: the debiased estimate subtracts
-        # nearly equal sums and the uniformity averages e^{-t d^2} over B(B-1)/2 pairs,
-        # both beyond bfloat16's 8 bits of mantissa.
-        with torch.autocast(z_i.device.type, enabled=False):
-            return self.pair_loss(z_i.float(), z_j.float())
+        # float32, as the training loop's networks return: the debiased estimate subtracts nearly
+        # equal sums and the uniformity averages e^{-t d^2} over B(B-1)/2 pairs, both beyond
+        # bfloat16's 8 bits of mantissa.
+        return self.pair_loss(z_i.float(), z_j.float())
 
 
 class AlignUniform(_SimCLRWithOtherLoss):

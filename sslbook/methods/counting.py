@@ -55,7 +55,7 @@ class Counting(nn.Module):
     def training_loss(self, batch) -> dict:
         images = (augment(batch.images, self.recipe, batch.generator) if self.recipe is not None
                   else batch.images.float() / 255)
-        # float32: squared distances of counts lose too much precision in bfloat16 (GPU autocast)
+        # float32: squared distances of counts lose too much precision in bfloat16
         counts_downsampled, counts_tiles, counts_other = (counts.float() for counts in self.counts_of_views(images))
         loss = counting_loss(counts_downsampled, counts_tiles, counts_other, self.margin)
         return {"loss": loss, "mean total count": counts_downsampled.detach().sum(1).mean().item()}

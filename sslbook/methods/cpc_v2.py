@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..augment import ViewRecipe, augment
-from ..cpc import candidate_logits, identification_accuracy, info_nce_from_logits
+from ..cpc import candidate_logits, check_prediction_steps, identification_accuracy, info_nce_from_logits
 
 
 def patch_grid(images: torch.Tensor, patch_size: int = 8, stride: int = 4) -> torch.Tensor:
@@ -138,11 +138,7 @@ class CPCv2(nn.Module):
                  stride: int = 4, n_context_blocks: int = 2, recipe: ViewRecipe | None = None,
                  patch_recipe: ViewRecipe | None = None):
         super().__init__()
-        if not prediction_steps or min(prediction_steps) < 1:
-            raise ValueError(
-                f"prediction_steps must be a non-empty tuple of row offsets k >= 1, got {prediction_steps}; "
-                "pass e.g. (2, 3, 4)"
-            )
+        check_prediction_steps(prediction_steps, "row offsets", (2, 3, 4))
         if n_candidates < 2:
             raise ValueError(f"n_candidates must be >= 2 (a positive and a negative), got {n_candidates}; pass e.g. 256")
         unknown = [d for d in directions if d not in DIRECTIONS]

@@ -80,9 +80,8 @@ class InstDisc(nn.Module):
         fresh = self.embed(augment(batch.images, self.recipe, batch.generator))  # v_i^(t)
         stored = self.bank.lookup(indices)  # v_i^(t-1)
         noise = self.bank.sample_negatives(len(indices), self.n_noise, batch.generator, exclude=indices)  # v' ~ P_n
-        with torch.autocast(fresh.device.type, enabled=False):  # scores in float32 even under bf16 autocast
-            scores_positive = (fresh * stored).sum(dim=1) / self.temperature  # v_i^T v / tau
-            scores_noise = (fresh @ self.bank.features.T / self.temperature).gather(1, noise)  # v'^T v / tau
+        scores_positive = (fresh * stored).sum(dim=1) / self.temperature  # v_i^T v / tau
+        scores_noise = (fresh @ self.bank.features.T / self.temperature).gather(1, noise)  # v'^T v / tau
         if self.normaliser < 0:
             scores = torch.cat([scores_positive[:, None], scores_noise], dim=1).detach()
             self.normaliser.fill_(scores.exp().mean().item() * self.bank.n_data)

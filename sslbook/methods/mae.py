@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ..generative import MAEDecoder, TinyViT, mae_loss, masked_patch_count, patchify, random_masking, unpatchify
+from ..generative import MAEDecoder, TinyViT, check_patch_mask, mae_loss, masked_patch_count, patchify, random_masking, unpatchify
 
 
 def nearest_visible_prediction(patches: Tensor, mask: Tensor, grid_size: int) -> Tensor:
@@ -43,12 +43,7 @@ def nearest_visible_prediction(patches: Tensor, mask: Tensor, grid_size: int) ->
             f"patches must have shape (N, {grid_size**2}, D) for a {grid_size}x{grid_size} grid, got "
             f"{tuple(patches.shape)}; pass patchify(images, patch_size) and grid_size = image_size // patch_size"
         )
-    if mask.dtype != torch.bool or mask.shape != patches.shape[:2]:
-        raise ValueError(
-            f"mask must be bool of shape {tuple(patches.shape[:2])}, got {tuple(mask.shape)} {mask.dtype}; "
-            "pass the second output of random_masking"
-        )
-    mask = mask.to(patches.device)
+    mask = check_patch_mask(mask, patches)
     if bool(mask.all(dim=1).any()):
         raise ValueError("a mask hides every patch of an image, so there is nothing to copy; keep some visible")
     rows = torch.arange(grid_size, device=patches.device).repeat_interleave(grid_size)
