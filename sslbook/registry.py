@@ -253,7 +253,7 @@ METHODS: dict[str, MethodSpec] = {  # in the book's order
                             "SimCLR with hard-negative weighting (Robinson et al. 2021)"),
     "invaspread": _spec(_invaspread, 10, "InvaSpread", "book/contrastive/invaspread",
                         "InvaSpread: invariance and spreading of instance features (Ye et al. 2019)"),
-    "simclr": _spec(_simclr, 12, "SimCLR", "book/contrastive/simclr",
+    "simclr": _spec(_simclr, 16, "SimCLR", "book/contrastive/simclr",
                     "SimCLR: NT-Xent between two augmented views (Chen et al. 2020)"),
     "simclr_v2": _spec(_simclr_v2, 8, "SimCLRv2", "book/contrastive/simclr_v2",
                        "SimCLRv2 pre-training with the three-layer head (Chen et al. 2020b)"),
