@@ -67,13 +67,24 @@ def embedding_plot(features: torch.Tensor, labels: torch.Tensor, class_names: li
     return axis
 
 
-def alignment_uniformity_plane(points: dict[str, tuple[float, float]], axis=None, title: str = ""):
-    """Each encoder as a point (L_uniform, L_align): lower-left is better on both."""
+def alignment_uniformity_plane(points: dict[str, tuple[float, float]], axis=None, title: str = "",
+                               groups: dict[str, str] | None = None, group_colours: dict[str, str] | None = None):
+    """Each encoder as a point (L_uniform, L_align): lower-left is better on both.
+
+    points: name -> (alignment, uniformity). groups: optional name -> group (a family of methods);
+    the points of a group share its colour from ``group_colours`` and the legend names the groups.
+    """
     if axis is None:
         _, axis = plt.subplots(figsize=(5, 4))
     for name, (alignment, uniformity) in points.items():
-        axis.scatter(uniformity, alignment, s=40)
+        colour = group_colours[groups[name]] if groups is not None else None
+        axis.scatter(uniformity, alignment, s=40, color=colour)
         axis.annotate(name, (uniformity, alignment), textcoords="offset points", xytext=(5, 3), fontsize=8)
+    if groups is not None:
+        shown = {groups[name] for name in points}
+        for group in (group for group in group_colours if group in shown):  # in group_colours' order
+            axis.scatter([], [], color=group_colours[group], label=group)
+        axis.legend(fontsize=8)
     axis.set_xlabel(r"$\mathcal{L}_{uniform}$ (lower: more uniform)")
     axis.set_ylabel(r"$\mathcal{L}_{align}$ (lower: positives closer)")
     axis.set_title(title or "Alignment and uniformity")

@@ -48,7 +48,7 @@ class TrainConfig:
     seed: int = 0
     max_steps: int | None = None  # stop early after this many steps (a time budget in steps)
     sync_batch_norm: bool = False  # with several processes: batch statistics over the global batch
-    compile: bool = False  # torch.compile the method's networks (its direct submodules), in place
+    compile: bool = False  # torch.compile the method's networks (see networks_of), in place
     precision: str = "auto"  # "bf16": networks in bfloat16 (see bf16_networks); "fp32"; "auto": bf16 on GPU only
 
     def __post_init__(self):
@@ -114,16 +114,6 @@ def progress_bar(total: int, description: str, enabled: bool):
     return tqdm(total=total, desc=description, disable=not enabled, leave=True, dynamic_ncols=True, mininterval=1.0)
 
 
-def compile_networks(method: nn.Module) -> None:
-    """torch.compile each direct submodule of ``method`` in place.
-
-    In place, so parameter names and checkpoints stay those of the eager modules; the method's
-    own ``training_loss`` (augmentations, pretext labels) stays eager.
-    """
-    for network in method.children():
-        network.compile()
-
-
 def networks_of(method: nn.Module) -> list[nn.Module]:
     """The method's networks: its direct submodules that have parameters (ModuleList and ModuleDict opened).
 
@@ -173,6 +163,16 @@ def bf16_networks(method: nn.Module, enabled: bool = True):
     finally:
         for network in patched:
             del network.forward
+
+
+def compile_networks(method: nn.Module) -> None:
+    """torch.compile each network of ``method`` (``networks_of``) in place.
+
+    In place, so parameter names and checkpoints stay those of the eager modules; the method's
+    own ``training_loss`` (augmentations, pretext labels) stays eager.
+    """
+    for network in networks_of(method):
+        network.compile()
 
 
 class _LossOf(nn.Module):

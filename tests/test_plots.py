@@ -1,0 +1,26 @@
+"""The alignment-uniformity plane: one point per encoder, coloured by group when groups are given."""
+import matplotlib.pyplot as plt
+from matplotlib.colors import to_rgba
+
+from sslbook import plots
+
+
+def test_grouped_points_take_their_group_colour_and_the_legend_lists_the_groups_shown_in_order():
+    points = {"simclr": (0.3, -1.3), "byol": (0.2, -0.9), "mae": (0.5, -0.6)}
+    groups = {"simclr": "contrastive", "byol": "contrastive", "mae": "generative", "dae": "generative"}
+    colours = {"pretext tasks": "tab:orange", "generative": "tab:green", "contrastive": "tab:blue"}
+    _, axis = plt.subplots()
+    plots.alignment_uniformity_plane(points, axis, groups=groups, group_colours=colours)
+    drawn = [collection for collection in axis.collections if len(collection.get_offsets())]
+    assert [tuple(c.get_offsets()[0]) for c in drawn] == [(-1.3, 0.3), (-0.9, 0.2), (-0.6, 0.5)]
+    assert [tuple(c.get_facecolor()[0]) for c in drawn] == [to_rgba("tab:blue")] * 2 + [to_rgba("tab:green")]
+    assert [text.get_text() for text in axis.get_legend().get_texts()] == ["generative", "contrastive"]
+    assert [text.get_text() for text in axis.texts] == ["simclr", "byol", "mae"]
+    plt.close("all")
+
+
+def test_without_groups_there_is_no_legend():
+    _, axis = plt.subplots()
+    plots.alignment_uniformity_plane({"random init": (0.1, -0.3)}, axis)
+    assert axis.get_legend() is None and [text.get_text() for text in axis.texts] == ["random init"]
+    plt.close("all")
