@@ -20,7 +20,9 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from . import distributed, registry
+import torch
+
+from . import distributed, registry, runs
 from .augment import simclr_cifar
 from .evaluate import evaluate
 from .profiles import PROFILES, choose_profile
@@ -32,40 +34,41 @@ def command_list(args) -> int:
     width = max(map(len, registry.METHODS))
     for family in registry.FAMILIES:
         print(f"{family}:")
-        for name, spec in registry.METHODS.items():
-            if spec.family == family:
-                print(f"  {name:<{width}} {spec.summary}")
+        for name, entry in registry.METHODS.items():
+            if entry.family == family:
+                print(f"  {name:<{width}} {entry.summary}")
     return 0
 
 
+def run_from_arguments(args, profile, train_data) -> runs.Run:
+    """The run ``train`` trains: the method's own settings, changed only where an option is given."""
+    overrides = {"seed": args.seed}
+    for option, field in (("epochs", "epochs"), ("batch_size", "batch_size"), ("precision", "precision")):
+        if getattr(args, option) is not None:
+            overrides[field] = getattr(args, option)
+    if args.compile:
+        overrides["compile"] = True
+    return runs.method_run(args.method, profile, train_data, **overrides)
+
+
 def command_train(args) -> int:
-    spec = registry.get(args.method)
+    registry.get(args.method)  # an unknown method stops before any data is loaded
     distributed.init_from_environment()
     profile = choose_profile(args.profile, verbose=distributed.rank() == 0)
     train_data, test_data = profile.load_data(args.data)
-    method = spec.build(profile, train_data)
-    overrides = {**spec.config_overrides(profile), "seed": args.seed}  # the command line's own settings win
-    if args.epochs is not None:
-        overrides["epochs"] = args.epochs
-    elif profile.name == "quick":
-        overrides["epochs"] = spec.quick_epochs
-    if args.batch_size is not None:
-        overrides["batch_size"] = args.batch_size
-    if args.compile:
-        overrides["compile"] = True
-    if args.precision is not None:
-        overrides["precision"] = args.precision
-    config = profile.train_config(**overrides)
+    run = run_from_arguments(args, profile, train_data)
+    fingerprint, description = runs.run_fingerprint(run.method, run.config, train_data)
     out = Path(args.out)
-    metadata = {"method": args.method, "profile": profile.name}
+    metadata = {"method": args.method, "profile": profile.name, "settings": run.settings,
+                "fingerprint": fingerprint, "description": description}
     started = time.perf_counter()
-    history = train(method, train_data, config, device=profile.device, checkpoint=out / "checkpoint.pt",
+    history = train(run.method, train_data, run.config, device=profile.device, checkpoint=out / "checkpoint.pt",
                     description=args.method, progress=not args.no_progress, metadata=metadata)
     if distributed.rank() != 0:
         return 0
-    scores = evaluate(spec.encoder(method), train_data, test_data, simclr_cifar())
-    record = {"method": args.method, "profile": profile.name, **scores,
-              "recipe": {k: v for k, v in asdict(config).items()}, "backbone": profile.backbone,
+    scores = evaluate(run.encoder, train_data, test_data, simclr_cifar())
+    record = {"method": args.method, "profile": profile.name, **scores, "settings": run.settings,
+              "recipe": asdict(run.config), "fingerprint": fingerprint, "backbone": profile.backbone,
               "wall_seconds": time.perf_counter() - started, "train_seconds": history.seconds,
               "images_per_second": history.images_per_second, "hardware": hardware(),
               "processes": distributed.world_size()}
@@ -81,13 +84,14 @@ def command_eval(args) -> int:
     if "method" not in metadata:
         raise ValueError(f"{args.checkpoint} does not say which method it holds; evaluate checkpoints "
                          "written by `python -m sslbook train`")
-    spec = registry.get(metadata["method"])
+    entry = registry.get(metadata["method"])
     profile = choose_profile(args.profile or metadata.get("profile"))
     train_data, test_data = profile.load_data(args.data)
-    method = spec.build(profile, train_data)
+    torch.manual_seed(0)
+    method = entry.build(profile, train_data, **{**entry.settings_in(profile), **metadata.get("settings", {})})
     method.load_state_dict(state["method"])
     method.to(profile.device)
-    scores = evaluate(spec.encoder(method), train_data, test_data, simclr_cifar())
+    scores = evaluate(entry.encoder(method), train_data, test_data, simclr_cifar())
     print(json.dumps({"method": metadata["method"], "epoch": state["epoch"], **scores}, indent=2))
     return 0
 

@@ -1,48 +1,47 @@
-"""What every chapter does the same way: load-or-train, baselines, the results table."""
+"""What every chapter does the same way: its method's run (load-or-train), baselines, the results table."""
 from __future__ import annotations
 
-import os
-from pathlib import Path
+import hashlib
+import json
 
 from torch import nn
 
 from .augment import ViewRecipe
 from .data import ImageData
 from .evaluate import PixelEncoder, evaluate, random_init_like
-from .profiles import Profile
-from .train import History, TrainConfig, train
+from .train import TrainConfig
+from .runs import checkpoints_dir, describe_run, load_or_train, method_run  # noqa: F401 (the chapters' API)
 
-CHECKPOINTS_ENV = "SSLBOOK_CHECKPOINTS"
 METRIC_NAMES = {"knn": "kNN acc. (%)", "linear": "linear probe (%)", "alignment": "L_align",
                 "uniformity": "L_uniform"}
 
 
-def checkpoint_path(name: str, profile: Profile) -> Path:
-    """``checkpoints/<name>-<profile>.pt`` in the repository, or in ``$SSLBOOK_CHECKPOINTS`` when set."""
-    folder = os.environ.get(CHECKPOINTS_ENV) or Path(__file__).resolve().parent.parent / "checkpoints"
-    return Path(folder) / f"{name}-{profile.name}.pt"
-
-
-def load_or_train(method: nn.Module, data: ImageData, config: TrainConfig, name: str, profile: Profile,
-                  **options) -> History:
-    """Train ``method``, or load it when a finished checkpoint is saved (delete the file to retrain)."""
-    path = checkpoint_path(name, profile)
-    if path.exists():
-        print(f"Found {path}: loading (or resuming) instead of training from scratch; delete it to retrain.")
-    return train(method, data, config, device=profile.device, checkpoint=path, description=name, **options)
-
-
 def baselines(encoder: nn.Module, train_data: ImageData, test_data: ImageData,
               recipe: ViewRecipe | None = None) -> dict[str, dict[str, float]]:
-    """The same metrics for a random-init copy of ``encoder`` and for raw pixels."""
-    return {
-        "random init": evaluate(random_init_like(encoder).to(_device(encoder)), train_data, test_data, recipe),
-        "raw pixels": evaluate(PixelEncoder(), train_data, test_data, recipe),
-    }
+    """The same metrics for a random-init copy of ``encoder`` and for raw pixels.
+
+    Each is computed once per architecture, data and recipe and kept beside the checkpoints, since
+    every chapter of the same encoder would compute the same numbers again.
+    """
+    random_encoder = random_init_like(encoder).to(_device(encoder))
+    return {"random init": _evaluated_once(random_encoder, train_data, test_data, recipe),
+            "raw pixels": _evaluated_once(PixelEncoder(), train_data, test_data, recipe)}
 
 
-def _device(module: nn.Module):
-    return next(module.parameters()).device
+def _evaluated_once(encoder: nn.Module, train_data: ImageData, test_data: ImageData,
+                    recipe: ViewRecipe | None) -> dict[str, float]:
+    key = {name: describe_run(encoder, TrainConfig(), data) for name, data in
+           (("train", train_data), ("test", test_data))} | {"recipe": repr(recipe)}
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
+    path = checkpoints_dir() / f"baseline-{type(encoder).__name__}-{digest}.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    scores = evaluate(encoder, train_data, test_data, recipe)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps(scores))
+    temporary.replace(path)
+    return scores
 
 
 def results_table(rows: dict[str, dict[str, float]]):

@@ -1,21 +1,24 @@
-"""The methods the command line can train: how to build each from a profile, and its encoder.
+"""The book's methods, found from their modules: every module of ``sslbook.methods`` with an ``ENTRY``.
 
-Each entry builds the method around the profile's backbone with the settings its chapter uses in
-that profile, says how many quick-profile epochs that chapter trains, and gives the training
-settings where the chapter departs from ``Profile.train_config()``.
+A method's entry (``sslbook.runs.MethodEntry``) lives in the method's own module, beside its class:
+its settings in each profile, how to build it, its title, family and chapter. Nothing here lists
+the methods by hand; ``METHODS`` holds them in the book's order.
 """
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from dataclasses import dataclass
 from typing import Callable
 
 import torch
 from torch import nn
 
+from . import methods as _methods_package
 from .augment import ViewRecipe, simclr_cifar
 from .data import ImageData
 from .profiles import Profile
-
+from .runs import MethodEntry
 
 FAMILIES = ("pretext tasks", "contrastive", "generative", "reference")  # the book's parts, then the reference
 
@@ -25,11 +28,10 @@ class MethodSpec:
     build: Callable[[Profile, ImageData], nn.Module]  # (profile, training set) -> method
     quick_epochs: int
     summary: str
-    title: str  # the method's name in tables and plots
-    family: str  # one of FAMILIES
-    chapter: str  # the notebook that trains it, from the repository root
-    encoder: Callable[[nn.Module], nn.Module] = lambda method: method.encoder  # the features evaluated
-    config_overrides: Callable[[Profile], dict] = lambda profile: {}  # for Profile.train_config
+    title: str
+    family: str
+    chapter: str
+    config_overrides: Callable[[Profile], dict] = lambda profile: {}
 
 
 def _quick_or_full(profile: Profile, quick, full):
@@ -41,20 +43,6 @@ def _backbone(profile: Profile, in_channels: int) -> nn.Module:
     from .networks import make_encoder
 
     return make_encoder(profile.backbone, **{**profile.backbone_options, "in_channels": in_channels})
-
-
-def _simclr(profile: Profile, train_data: ImageData) -> nn.Module:
-    from .methods import SimCLR
-
-    return SimCLR(profile.encoder(), hidden_dim=256 if profile.name == "quick" else 512, temperature=0.5,
-                  recipe=simclr_cifar())
-
-
-def _supervised(profile: Profile, train_data: ImageData) -> nn.Module:
-    from .methods import Supervised
-
-    return Supervised(profile.encoder(), len(train_data.classes),
-                      ViewRecipe(crop_scale=(0.5, 1.0), jitter_p=0.0, grayscale_p=0.0))
 
 
 def _align_uniform(profile: Profile, train_data: ImageData) -> nn.Module:
@@ -223,13 +211,15 @@ def _mae_config(profile: Profile) -> dict:
                                             warmup_epochs=10))
 
 
+
+
 def _spec(build, quick_epochs: int, title: str, chapter: str, summary: str, **options) -> MethodSpec:
     family = {"pretext": "pretext tasks", "contrastive": "contrastive", "generative": "generative"}.get(
         chapter.split("/")[1], "reference")
     return MethodSpec(build, quick_epochs, summary, title, family, f"{chapter}.ipynb", **options)
 
 
-METHODS: dict[str, MethodSpec] = {  # in the book's order
+_LEGACY: dict[str, MethodSpec] = {  # moving into the method modules, one by one
     "exemplar_cnn": _spec(_exemplar_cnn, 8, "Exemplar-CNN", "book/pretext/exemplar_cnn",
                           "Exemplar-CNN: classifying transformed seed patches (Dosovitskiy et al. 2014)"),
     "context_prediction": _spec(_context_prediction, 30, "Context Prediction", "book/pretext/context_prediction",
@@ -253,8 +243,6 @@ METHODS: dict[str, MethodSpec] = {  # in the book's order
                             "SimCLR with hard-negative weighting (Robinson et al. 2021)"),
     "invaspread": _spec(_invaspread, 10, "InvaSpread", "book/contrastive/invaspread",
                         "InvaSpread: invariance and spreading of instance features (Ye et al. 2019)"),
-    "simclr": _spec(_simclr, 16, "SimCLR", "book/contrastive/simclr",
-                    "SimCLR: NT-Xent between two augmented views (Chen et al. 2020)"),
     "simclr_v2": _spec(_simclr_v2, 8, "SimCLRv2", "book/contrastive/simclr_v2",
                        "SimCLRv2 pre-training with the three-layer head (Chen et al. 2020b)"),
     "byol": _spec(_byol, 6, "BYOL", "book/contrastive/byol",
@@ -273,12 +261,41 @@ METHODS: dict[str, MethodSpec] = {  # in the book's order
                              config_overrides=_autoencoder_config),
     "mae": _spec(_mae, 8, "MAE", "book/generative/mae", "MAE: a ViT reconstructing 75% hidden patches (He et al. 2022)",
                  config_overrides=_mae_config),
-    "supervised": _spec(_supervised, 8, "Supervised", "book/evaluation",
-                        "the same encoder trained with labels: the supervised reference"),
 }
 
 
-def get(name: str) -> MethodSpec:
+_BOOK_ORDER = ["exemplar_cnn", "context_prediction", "jigsaw", "colorization", "counting", "rotation", "cpc_v2",
+               "align_uniform", "debiased", "hard_negatives", "invaspread", "simclr", "simclr_v2", "byol",
+               "barlow_twins", "instdisc", "cmc", "dae", "context_encoder", "mae", "supervised"]
+
+
+def _legacy_entry(name: str, spec: MethodSpec) -> MethodEntry:
+    from .profiles import choose_profile
+
+    training = {profile: spec.config_overrides(choose_profile(profile, verbose=False)) for profile in ("quick", "full")}
+    training["quick"] = {"epochs": spec.quick_epochs, **training["quick"]}
+    return MethodEntry(name, spec.title, spec.family, spec.chapter, _BOOK_ORDER.index(name) + 1, spec.summary,
+                       lambda profile, train_data: spec.build(profile, train_data), {"quick": {}, "full": {}},
+                       training)
+
+
+def _discover() -> dict[str, MethodEntry]:
+    entries = [_legacy_entry(name, spec) for name, spec in _LEGACY.items()]
+    for module_info in pkgutil.iter_modules(_methods_package.__path__):
+        module = importlib.import_module(f"{_methods_package.__name__}.{module_info.name}")
+        entries += [entry for entry in vars(module).values() if isinstance(entry, MethodEntry)]
+    names = [entry.name for entry in entries]
+    duplicated = sorted({name for name in names if names.count(name) > 1})
+    if duplicated:
+        raise RuntimeError(f"more than one method module declares {', '.join(duplicated)}")
+    entries.sort(key=lambda entry: (FAMILIES.index(entry.family), entry.order))
+    return {entry.name: entry for entry in entries}
+
+
+METHODS: dict[str, MethodEntry] = _discover()  # in the book's order
+
+
+def get(name: str) -> MethodEntry:
     if name not in METHODS:
         raise ValueError(f"unknown method {name!r}; `python -m sslbook list` shows the {len(METHODS)} methods: "
                          f"{', '.join(sorted(METHODS))}")

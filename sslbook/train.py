@@ -84,10 +84,6 @@ class History:
         return {"steps": self.steps, "epochs": self.epochs, "seconds": self.seconds, "images_seen": self.images_seen}
 
 
-def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
 def make_optimizer(parameters, config: TrainConfig) -> torch.optim.Optimizer:
     if config.optimizer == "sgd":
         return torch.optim.SGD(parameters, lr=config.lr, momentum=0.9, weight_decay=config.weight_decay)
@@ -212,6 +208,19 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> dic
     return state
 
 
+def _check_same_run(checkpoint: Path, saved: dict, now: dict) -> None:
+    """Refuse to resume a checkpoint of another method, or of the same method with other settings."""
+    from .runs import differences
+
+    if now.get("method") is not None and saved.get("method") not in (None, now["method"]):
+        raise ValueError(f"{checkpoint} holds a {saved['method']!r} run, not {now['method']!r}; "
+                         "choose another output folder or delete the checkpoint")
+    if now.get("fingerprint") is not None and saved.get("fingerprint") != now["fingerprint"]:
+        raise ValueError(f"{checkpoint} holds a run with other settings, so it is not resumed; it differs in: "
+                         f"{differences(saved.get('description', {}), now.get('description', {}))}. "
+                         "Choose another output folder, or delete the checkpoint to train afresh")
+
+
 def train(
     method: nn.Module,
     data: ImageData,
@@ -281,10 +290,7 @@ def train(
     checkpoint = Path(checkpoint) if checkpoint is not None else None
     if checkpoint is not None and checkpoint.exists():
         state = load_checkpoint(checkpoint, device)
-        saved_method = state.get("metadata", {}).get("method")
-        if metadata is not None and saved_method is not None and saved_method != metadata.get("method"):
-            raise ValueError(f"{checkpoint} holds a {saved_method!r} run, not {metadata.get('method')!r}; "
-                             "choose another output folder or delete the checkpoint")
+        _check_same_run(checkpoint, state.get("metadata", {}), metadata or {})
         method.load_state_dict(state["method"])
         optimizer.load_state_dict(state["optimizer"])
         order_generator.set_state(state["order_generator"])

@@ -38,7 +38,7 @@ def test_train_applies_the_chapter_settings_then_the_command_line(tmp_path, monk
     assert main(common) == 0
     assert main([*common, "--batch-size", "16", "--epochs", "1"]) == 0
     chapter, command_line = configs
-    assert (chapter.batch_size, chapter.lr, chapter.epochs) == (32, 5e-3, registry.get("cpc_v2").quick_epochs)
+    assert (chapter.batch_size, chapter.lr, chapter.epochs) == (32, 5e-3, registry.get("cpc_v2").training["quick"]["epochs"])
     assert (command_line.batch_size, command_line.lr, command_line.epochs) == (16, 5e-3, 1)
 
 
@@ -57,16 +57,21 @@ def test_unknown_method_and_unreadable_checkpoint_stop_with_a_message(tmp_path, 
 def test_train_resume_and_eval_in_the_quick_profile(tmp_path, capsys):
     out = str(tmp_path / "run")
     common = ["--profile", "quick", "--batch-size", "500", "--out", out, "--no-progress"]
-    assert main(["train", "simclr", "--epochs", "1", *common]) == 0
+    assert main(["train", "simclr", "--epochs", "2", *common]) == 0
     record = json.loads((tmp_path / "run" / "simclr.json").read_text())
-    for key in ("method", "profile", "recipe", "knn", "linear", "alignment", "uniformity", "wall_seconds",
-                "images_per_second", "hardware"):
+    for key in ("method", "profile", "recipe", "settings", "fingerprint", "knn", "linear", "alignment",
+                "uniformity", "wall_seconds", "images_per_second", "hardware"):
         assert key in record
-    assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["epoch"] == 1
-    assert main(["train", "simclr", "--epochs", "2", *common]) == 0  # resumes from epoch 1
+    assert main(["train", "simclr", "--epochs", "2", *common]) == 0  # the finished run, found again
     state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
     assert state["epoch"] == 2 and len(state["history"]["steps"]) == 2 * 10
+    assert state["metadata"]["fingerprint"] == record["fingerprint"]
     capsys.readouterr()
+    for changed, named in ((["--epochs", "3"], "training: epochs (saved 2, now 3)"),
+                           (["--epochs", "2", "--batch-size", "250"], "training: batch_size (saved 500, now 250)")):
+        assert main(["train", "simclr", *common, *changed]) == 2  # another run: never resumed from this one
+        assert named in capsys.readouterr().err
+    assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["epoch"] == 2
     assert main(["eval", out + "/checkpoint.pt"]) == 0
     assert json.loads(capsys.readouterr().out.split("\n", 1)[1])["epoch"] == 2
     assert main(["train", "supervised", "--epochs", "2", *common]) == 2

@@ -9,6 +9,7 @@ import torch
 
 import sslbook.methods
 from sslbook import registry
+from sslbook.runs import method_run
 from sslbook.classroom import toc_entries
 from sslbook.data import ImageData
 from sslbook.evaluate import extract_features
@@ -40,7 +41,7 @@ def train_data() -> ImageData:
 def methods(train_data) -> dict:
     torch.manual_seed(0)
     profile = choose_profile("quick", verbose=False)
-    return {name: spec.build(profile, train_data) for name, spec in registry.METHODS.items()}
+    return {name: method_run(name, profile, train_data).method for name in registry.METHODS}
 
 
 def test_every_method_module_has_an_entry(methods):
@@ -62,10 +63,13 @@ def test_entry_takes_a_training_step_and_encodes(name, methods, train_data):
 
 
 @pytest.mark.parametrize("profile_name", ["quick", "full"])
-def test_config_overrides_are_training_settings(profile_name):
+def test_every_entry_builds_in_every_profile(profile_name, train_data):
     profile = choose_profile(profile_name, verbose=False)
-    for spec in registry.METHODS.values():
-        profile.train_config(**spec.config_overrides(profile))  # raises on an unknown or invalid setting
+    for name, entry in registry.METHODS.items():
+        assert set(entry.settings) == {"quick", "full"} and set(entry.training) <= {"quick", "full"}, name
+        profile.train_config(**entry.training_in(profile))  # raises on an unknown or invalid setting
+    for name in ("simclr", "rotation", "mae"):  # one per family: the full profile's networks are large
+        method_run(name, profile, train_data)
 
 
 def test_entries_name_their_family_and_chapter_in_the_book_order():
@@ -87,7 +91,7 @@ def test_entry_trains_with_bf16_networks_as_on_a_gpu(name, train_data):
     first_losses = {}
     for precision in ("fp32", "bf16"):
         torch.manual_seed(0)
-        method = registry.METHODS[name].build(choose_profile("quick", verbose=False), train_data)
+        method = method_run(name, choose_profile("quick", verbose=False), train_data).method
         config = TrainConfig(epochs=1, batch_size=32, max_steps=2, optimizer="adamw", lr=1e-3, precision=precision)
         history = train(method, train_data, config, device="cpu", progress=False)
         assert all(math.isfinite(loss) for loss in history.losses())

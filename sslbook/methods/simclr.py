@@ -8,6 +8,7 @@ from ..augment import ViewRecipe, make_views, simclr_cifar
 from ..distributed import gather
 from ..losses import nt_xent
 from ..networks import projection_mlp
+from ..runs import MethodEntry, per_profile
 
 
 class SimCLR(nn.Module):
@@ -26,3 +27,18 @@ class SimCLR(nn.Module):
         first, second = make_views(batch.images, self.recipe, n_views=2, generator=batch.generator)
         z_i, z_j = self.project(torch.cat([first, second])).chunk(2)
         return nt_xent(gather(z_i), gather(z_j), self.temperature)  # the global batch on several processes
+
+
+def build(profile, train_data, *, projection_dim: int, hidden_dim: int, temperature: float) -> SimCLR:
+    return SimCLR(profile.encoder(), projection_dim=projection_dim, hidden_dim=hidden_dim, temperature=temperature,
+                  recipe=simclr_cifar())
+
+
+ENTRY = MethodEntry(
+    name="simclr", title="SimCLR", family="contrastive", chapter="book/contrastive/simclr.ipynb", order=12,
+    summary="SimCLR: NT-Xent between two augmented views (Chen et al. 2020)",
+    build=build,
+    settings=per_profile(dict(projection_dim=128, temperature=0.5), quick=dict(hidden_dim=256),
+                         full=dict(hidden_dim=512)),
+    training=per_profile(quick=dict(epochs=16)),
+)

@@ -6,6 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..augment import ViewRecipe, augment
+from ..runs import MethodEntry, per_profile
 
 
 class Supervised(nn.Module):
@@ -18,3 +19,17 @@ class Supervised(nn.Module):
     def training_loss(self, batch) -> torch.Tensor:
         views = augment(batch.images, self.recipe, generator=batch.generator)
         return F.cross_entropy(self.classifier(self.encoder(views)), batch.labels)
+
+
+def build(profile, train_data, *, crop_scale: tuple[float, float]) -> Supervised:
+    return Supervised(profile.encoder(), len(train_data.classes),
+                      ViewRecipe(crop_scale=crop_scale, jitter_p=0.0, grayscale_p=0.0))
+
+
+ENTRY = MethodEntry(
+    name="supervised", title="Supervised", family="reference", chapter="book/evaluation.ipynb", order=21,
+    summary="the same encoder trained with labels: the supervised reference",
+    build=build,
+    settings=per_profile(dict(crop_scale=(0.5, 1.0))),
+    training=per_profile(quick=dict(epochs=8)),
+)

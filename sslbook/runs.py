@@ -1,0 +1,205 @@
+"""A run: a method built from its settings, the training settings, and the data, under one fingerprint.
+
+Each method module declares a ``MethodEntry``: its settings in every profile and how to build the
+method from them. ``method_run`` builds the run a chapter trains and ``python -m sslbook train``
+trains (the same call, so the two cannot drift apart), with any setting overridden by name.
+
+A saved run is found by what it is. ``run_fingerprint`` reads a built method (its architecture,
+every plain setting its modules hold, its initial weights and buffers), the training settings and
+the data; ``load_or_train`` keeps each fingerprint in its own checkpoint file, so a changed
+setting trains afresh and never loads another run's weights.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+from .data import ImageData
+from .profiles import Profile
+from .train import History, TrainConfig, train
+
+CHECKPOINTS_ENV = "SSLBOOK_CHECKPOINTS"
+TRAINING_FIELDS = tuple(field.name for field in fields(TrainConfig))
+NOT_FINGERPRINTED = ("compile",)  # how fast a run goes, not what it learns
+
+
+def per_profile(shared: dict | None = None, *, quick: dict | None = None, full: dict | None = None) -> dict:
+    """Settings for each profile: ``shared`` by all, then what ``quick`` and ``full`` set apart."""
+    shared = shared or {}
+    return {"quick": {**shared, **(quick or {})}, "full": {**shared, **(full or {})}}
+
+
+@dataclass(frozen=True)
+class MethodEntry:
+    """Everything the book and the command line need to know about one method, kept in its module."""
+
+    name: str  # as on the command line and in results files
+    title: str  # in tables and plots
+    family: str  # one of registry.FAMILIES
+    chapter: str  # the notebook that trains it, from the repository root
+    order: int  # position in the book, within the family
+    summary: str  # one line for `python -m sslbook list`
+    build: Callable[..., nn.Module]  # build(profile, train_data, **settings) -> method
+    settings: dict[str, dict]  # profile name -> keyword arguments of ``build``
+    training: dict[str, dict] = dataclasses.field(default_factory=dict)  # profile -> TrainConfig fields
+    encoder: Callable[[nn.Module], nn.Module] = lambda method: method.encoder  # the features evaluated
+
+    def settings_in(self, profile: Profile) -> dict:
+        return dict(self.settings.get(profile.name, {}))
+
+    def training_in(self, profile: Profile) -> dict:
+        return dict(self.training.get(profile.name, {}))
+
+
+@dataclass
+class Run:
+    """A built method and its training settings: what ``load_or_train`` trains or loads."""
+
+    name: str
+    method: nn.Module
+    config: TrainConfig
+    settings: dict  # the keyword arguments the method was built with
+    profile: Profile
+    data: ImageData
+
+    @property
+    def encoder(self) -> nn.Module:
+        from .registry import get
+
+        return get(self.name).encoder(self.method)
+
+    @property
+    def fingerprint(self) -> str:
+        return run_fingerprint(self.method, self.config, self.data)[0]
+
+    def load_or_train(self, **options) -> History:
+        return load_or_train(self.method, self.data, self.config, self.name, self.profile,
+                             metadata={"settings": self.settings}, **options)
+
+    def settings_table(self):
+        """The run's settings as a Markdown table: the method's, then the training loop's."""
+        from IPython.display import Markdown
+
+        lines = ["| setting | value |", "|---|---|"]
+        lines += [f"| {key} | `{value!r}` |" for key, value in self.settings.items()]
+        lines += [f"| training: {key} | `{value!r}` |" for key, value in dataclasses.asdict(self.config).items()
+                  if key not in NOT_FINGERPRINTED]
+        return Markdown("\n".join(lines))
+
+
+def method_run(name: str, profile: Profile, train_data: ImageData, **overrides) -> Run:
+    """The run of method ``name`` as its module sets it for ``profile``, with ``overrides`` by name.
+
+    An override is either a setting of the method (an argument of its ``build``) or a field of
+    ``TrainConfig`` (epochs, batch_size, lr, seed, ...). The weights are initialised from the
+    training seed, so the same settings always build the same run.
+    """
+    from .registry import get
+
+    entry = get(name)
+    settings, training = entry.settings_in(profile), entry.training_in(profile)
+    unknown = sorted(set(overrides) - set(settings) - set(TRAINING_FIELDS))
+    if unknown:
+        raise ValueError(f"{', '.join(unknown)}: not a setting of {name} ({', '.join(settings) or 'none'}) "
+                         f"nor of the training loop ({', '.join(TRAINING_FIELDS)}); check the spelling")
+    settings.update({key: value for key, value in overrides.items() if key in settings})
+    training.update({key: value for key, value in overrides.items() if key in TRAINING_FIELDS})
+    config = profile.train_config(**training)
+    torch.manual_seed(config.seed)
+    method = entry.build(profile, train_data, **settings)
+    return Run(name, method, config, settings, profile, train_data)
+
+
+def _plain(value):
+    """A value as fingerprint text, or None for what is not a setting (tensors are hashed apart)."""
+    if isinstance(value, (bool, int, float, str, type(None), torch.dtype)):
+        return repr(value)
+    if isinstance(value, (tuple, list)) and all(_plain(item) is not None for item in value):
+        return repr(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return repr(value)
+    return None
+
+
+def _tensor_digest(tensor: torch.Tensor) -> str:
+    shape = tuple(tensor.shape)
+    flat = tensor.detach().cpu().contiguous().reshape(-1)
+    return hashlib.sha256(flat.view(torch.uint8).numpy().tobytes() + repr((flat.dtype, shape)).encode()).hexdigest()[:16]
+
+
+def describe_run(method: nn.Module, config: TrainConfig, data: ImageData) -> dict[str, str]:
+    """What defines a run, one line per item: the method's settings, the training settings, the data."""
+    description = {}
+    for prefix, module in method.named_modules():
+        if type(module).__module__.startswith("torch."):
+            continue  # PyTorch's own layers: their settings are in the architecture's text
+        for key, value in vars(module).items():
+            if key.startswith("_") or key == "training":
+                continue
+            text = _tensor_digest(value) if isinstance(value, torch.Tensor) else _plain(value)
+            if text is not None:
+                description[f"{prefix}.{key}" if prefix else key] = text
+    description["architecture"] = hashlib.sha256(repr(method).encode()).hexdigest()[:16]
+    state = hashlib.sha256()
+    for key, tensor in method.state_dict().items():
+        state.update(key.encode() + _tensor_digest(tensor).encode())
+    description["initial weights and buffers"] = state.hexdigest()[:16]
+    for key, value in dataclasses.asdict(config).items():
+        if key not in NOT_FINGERPRINTED:
+            description[f"training: {key}"] = repr(value)
+    description["data"] = (f"{len(data)} images of {tuple(data.images.shape[1:])}, classes {data.classes}, "
+                           f"images {_tensor_digest(data.images)}, labels {_tensor_digest(data.labels)}")
+    return description
+
+
+def run_fingerprint(method: nn.Module, config: TrainConfig, data: ImageData) -> tuple[str, dict[str, str]]:
+    """A short hash of ``describe_run``, and the description itself (to say what differs)."""
+    description = describe_run(method, config, data)
+    digest = hashlib.sha256(json.dumps(description, sort_keys=True).encode()).hexdigest()[:12]
+    return digest, description
+
+
+def differences(saved: dict[str, str], now: dict[str, str]) -> str:
+    """The items in which two run descriptions differ, as one readable line."""
+    keys = sorted(set(saved) | set(now), key=lambda key: (key.startswith("training"), key))
+    changed = [f"{key} (saved {saved.get(key, 'absent')}, now {now.get(key, 'absent')})"
+               for key in keys if saved.get(key) != now.get(key)]
+    return "; ".join(changed) or "nothing that is recorded"
+
+
+def checkpoints_dir() -> Path:
+    """``$SSLBOOK_CHECKPOINTS``, else ``checkpoints/`` in the folder the book runs from."""
+    return Path(os.environ.get(CHECKPOINTS_ENV) or Path(__file__).resolve().parent.parent / "checkpoints")
+
+
+def checkpoint_path(name: str, profile: Profile, fingerprint: str) -> Path:
+    """``<name>-<profile>-<fingerprint>.pt``: one file per set of settings."""
+    return checkpoints_dir() / f"{name}-{profile.name}-{fingerprint}.pt"
+
+
+def load_or_train(method: nn.Module, data: ImageData, config: TrainConfig, name: str, profile: Profile,
+                  metadata: dict | None = None, **options) -> History:
+    """Train ``method``, or load the saved run with exactly these settings (its fingerprint).
+
+    A run with other settings lives in another file and is never loaded here; delete a file to
+    train that run again.
+    """
+    fingerprint, description = run_fingerprint(method, config, data)
+    path = checkpoint_path(name, profile, fingerprint)
+    if path.exists():
+        print(f"Loading the saved run {path.name} (the same method, training settings and data); "
+              "delete it to train again.")
+    else:
+        print(f"No saved run of {name} with these settings: training, then saving {path.name}.")
+    metadata = {**(metadata or {}), "method": name, "profile": profile.name, "fingerprint": fingerprint,
+                "description": description}
+    return train(method, data, config, device=profile.device, checkpoint=path, description=name,
+                 metadata=metadata, **options)
