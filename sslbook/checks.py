@@ -43,3 +43,35 @@ def check_float_images(images: torch.Tensor, name: str = "images") -> None:
 def unit_float(images: torch.Tensor) -> torch.Tensor:
     """uint8 images as float32 in [0, 1]; float images are returned as they are."""
     return images.float() / 255 if images.dtype == torch.uint8 else images
+
+
+def check_tau_plus(tau_plus: float) -> None:
+    if not 0 <= tau_plus < 1:
+        raise ValueError(
+            f"tau_plus (the class prior eta^+) must lie in [0, 1), got {tau_plus}; "
+            "pass a probability such as 0.1 (0 recovers the biased loss)"
+        )
+
+
+def check_ndim(x: torch.Tensor, name: str, ndim: int, layout: str) -> None:
+    if x.ndim != ndim:
+        raise ValueError(
+            f"{name} must be a {ndim}-D tensor of shape {layout}, got shape {tuple(x.shape)}; "
+            f"reshape it to {layout}"
+        )
+
+
+def check_pair(a: torch.Tensor, b: torch.Tensor, name_a: str, name_b: str) -> None:
+    check_ndim(a, name_a, 2, "(N, D)")
+    check_ndim(b, name_b, 2, "(N, D)")
+    if a.shape != b.shape:
+        raise ValueError(
+            f"{name_a} and {name_b} must have the same shape, got {tuple(a.shape)} and "
+            f"{tuple(b.shape)}; pass one row per sample in both, paired by row index"
+        )
+
+
+def check_batch_size(n: int, minimum: int, reason: str) -> None:
+    if n < minimum:
+        raise ValueError(f"batch size N must be >= {minimum} {reason}, got N={n}; use a larger batch")
+

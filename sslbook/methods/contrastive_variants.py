@@ -24,7 +24,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..augment import ViewRecipe, make_views
-from ..losses import _check_tau_plus, align_loss, debiased_nt_xent, hard_negative_nt_xent, uniform_loss
+from ..checks import check_tau_plus as _check_tau_plus
+from ..losses import align_loss, debiased_nt_xent, hard_negative_nt_xent, uniform_loss
 from .simclr import SimCLR
 
 # ---------------------------------------------------------------------------
