@@ -33,7 +33,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from benchmarks.augment_benchmark import TwoViewDataset
 from sslbook.augment import simclr_cifar
 from sslbook.losses import nt_xent
-from sslbook.methods import SimCLR
+from sslbook.methods.simclr import SimCLR
 from sslbook.networks import make_encoder
 from sslbook.results import hardware
 from sslbook.train import Batch, bf16_networks, compile_networks

@@ -15,7 +15,7 @@ import time
 import torch
 
 from sslbook.augment import simclr_cifar
-from sslbook.methods import SimCLR
+from sslbook.methods.simclr import SimCLR
 from sslbook.networks import make_encoder
 from sslbook.train import Batch, bf16_networks
 

@@ -44,6 +44,10 @@ def _evaluated_once(encoder: nn.Module, train_data: ImageData, test_data: ImageD
     return scores
 
 
+def _device(module: nn.Module):
+    return next(module.parameters()).device
+
+
 def results_table(rows: dict[str, dict[str, float]]):
     """Show a Markdown table of metrics, one row per encoder."""
     from IPython.display import Markdown

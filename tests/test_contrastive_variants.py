@@ -1,4 +1,4 @@
-"""Tests of sslbook.methods.contrastive_variants against brute-force loops over anchors and negatives."""
+"""Tests of SimCLR's three loss variants (alignment-uniformity, debiased, hard negatives) against brute-force loops over anchors and negatives."""
 
 import math
 
@@ -7,14 +7,10 @@ import torch
 
 from sslbook import losses
 from sslbook.augment import make_views, simclr_cifar
-from sslbook.methods.contrastive_variants import (
-    AlignUniform,
-    DebiasedSimCLR,
-    HardNegativeSimCLR,
-    false_negative_mask,
-    hard_negative_weights,
-    oracle_nt_xent,
-)
+from sslbook.losses import false_negative_mask, hard_negative_weights, oracle_nt_xent
+from sslbook.methods.align_uniform import AlignUniform
+from sslbook.methods.debiased import DebiasedSimCLR
+from sslbook.methods.hard_negatives import HardNegativeSimCLR
 from sslbook.methods.simclr import SimCLR
 from sslbook.networks import SmallCNN
 from sslbook.train import Batch
@@ -234,7 +230,7 @@ z_pair = random_pair(4, 3)
     (lambda: oracle_nt_xent(*z_pair, torch.tensor([1, 1, 1, 1])), "no negative of another class"),
     (lambda: oracle_nt_xent(*z_pair, torch.tensor([0, 1, 0, 1]), temperature=-1.0), "temperature must be > 0"),
     (lambda: oracle_nt_xent(z_pair[0], z_pair[1][:3], torch.arange(4)), "must have the same shape"),
-    (lambda: oracle_nt_xent(z_pair[0][:1], z_pair[1][:1], torch.arange(1)), "B >= 2"),
+    (lambda: oracle_nt_xent(z_pair[0][:1], z_pair[1][:1], torch.arange(1)), "N must be >= 2"),
     (lambda: hard_negative_weights(z_pair[0][0], z_pair[1][0]), "must be a 2-D tensor"),
     (lambda: hard_negative_weights(*z_pair, beta=-0.5), "beta must be >= 0"),
 ])

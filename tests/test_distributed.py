@@ -68,7 +68,7 @@ def train_rank(rank, port, out_folder):
     try:
         from sslbook.augment import simclr_cifar
         from sslbook.data import ImageData
-        from sslbook.methods import SimCLR
+        from sslbook.methods.simclr import SimCLR
         from sslbook.networks import SmallCNN
         from sslbook.train import TrainConfig, train
 
@@ -124,3 +124,67 @@ def test_sync_batch_norm_on_cpu_processes_is_refused_clearly(tmp_path):
 def test_gather_is_the_identity_in_one_process():
     x = torch.randn(3, 2)
     assert distributed.gather(x) is x and distributed.world_size() == 1 and distributed.rank() == 0
+
+
+SIMCLR_FAMILY = {"simclr": ("sslbook.methods.simclr", "SimCLR"),
+                 "align_uniform": ("sslbook.methods.align_uniform", "AlignUniform"),
+                 "debiased": ("sslbook.methods.debiased", "DebiasedSimCLR"),
+                 "hard_negatives": ("sslbook.methods.hard_negatives", "HardNegativeSimCLR")}
+
+
+def simclr_family_member(name: str) -> nn.Module:
+    """A tiny member of SimCLR's family whose views are the images themselves (no randomness), in eval mode.
+
+    Without random views and batch statistics, the projections of a process's share of the batch are
+    exactly the rows of the single-process projections, so only the contrast over the batch can differ.
+    """
+    import importlib
+
+    from sslbook.augment import ViewRecipe
+
+    class LinearEncoder(nn.Sequential):
+        feature_dim = 8
+
+        def __init__(self):
+            super().__init__(nn.Flatten(), nn.Linear(3 * 32 * 32, self.feature_dim))
+
+    module_name, class_name = SIMCLR_FAMILY[name]
+    torch.manual_seed(0)
+    identity_views = ViewRecipe(crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), flip_p=0.0, jitter_p=0.0,
+                                grayscale_p=0.0)
+    method = getattr(importlib.import_module(module_name), class_name)(
+        LinearEncoder(), projection_dim=4, hidden_dim=8, recipe=identity_views)
+    return method.eval()
+
+
+def family_images() -> torch.Tensor:
+    return torch.randint(0, 256, (GLOBAL_BATCH, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(3))
+
+
+def family_loss(method: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    from sslbook.train import Batch
+
+    output = method.training_loss(Batch(images, torch.zeros(len(images), dtype=torch.long),
+                                        torch.arange(len(images)), torch.Generator().manual_seed(0)))
+    return output if isinstance(output, torch.Tensor) else output["loss"]
+
+
+def family_rank(rank, port, name, out_folder):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=WORLD)
+    try:
+        loss = family_loss(simclr_family_member(name), family_images().chunk(WORLD)[rank])
+        torch.save({"loss": loss.detach()}, os.path.join(out_folder, f"family{rank}.pt"))
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("name", sorted(SIMCLR_FAMILY))
+def test_simclr_and_its_variants_contrast_over_the_global_batch(name, tmp_path):
+    mp.spawn(family_rank, args=(free_port(), name, str(tmp_path)), nprocs=WORLD, join=True)
+    with torch.no_grad():
+        expected = family_loss(simclr_family_member(name), family_images())
+        local_only = family_loss(simclr_family_member(name), family_images().chunk(WORLD)[0])
+    assert not torch.allclose(expected, local_only)  # the test can tell a per-process contrast apart
+    for rank in range(WORLD):
+        torch.testing.assert_close(torch.load(tmp_path / f"family{rank}.pt", weights_only=True)["loss"], expected)

@@ -6,7 +6,7 @@ from torch import nn
 
 from sslbook.augment import simclr_cifar
 from sslbook.data import ImageData
-from sslbook.methods import SimCLR
+from sslbook.methods.simclr import SimCLR
 from sslbook.networks import SmallCNN
 from sslbook import train as train_module
 from sslbook.train import TrainConfig, learning_rate_factor, train

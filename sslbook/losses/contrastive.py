@@ -2,15 +2,16 @@
 hard-negative estimators, InvaSpread and CMC.
 """
 import math
-import numbers
 
 import torch
 import torch.nn.functional as F
 
 from ..checks import check_batch_size as _check_batch, check_ndim as _check_ndim, check_pair as _check_pair
-from ..checks import check_positive as _check_positive, check_tau_plus as _check_tau_plus
+from ..checks import check_non_negative as _check_non_negative, check_positive as _check_positive
+from ..checks import check_tau_plus as _check_tau_plus
 
-__all__ = ['nt_xent', 'align_loss', 'uniform_loss', 'debiased_nt_xent', 'hard_negative_nt_xent', 'invaspread_loss', 'cmc_loss']
+__all__ = ['nt_xent', 'align_loss', 'uniform_loss', 'debiased_nt_xent', 'hard_negative_nt_xent', 'invaspread_loss', 'cmc_loss',
+           'simclr_negative_mask', 'false_negative_mask', 'oracle_nt_xent', 'hard_negative_weights']
 
 
 # ---------------------------------------------------------------------------
@@ -39,10 +40,16 @@ def _simclr_positive_and_negatives(
     anchors = torch.arange(two_n, device=logits.device)
     positive_index = _simclr_positive_index(two_n // 2, logits.device)
     positive = logits[anchors, positive_index]
-    is_negative = torch.ones_like(logits, dtype=torch.bool)
+    return positive, logits[simclr_negative_mask(two_n // 2, logits.device)].view(two_n, two_n - 2)
+
+
+def simclr_negative_mask(n: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """(2N, 2N) bool in the SimCLR layout: view k is a negative of anchor i (k is neither i nor its positive)."""
+    anchors = torch.arange(2 * n, device=device)
+    is_negative = torch.ones(2 * n, 2 * n, dtype=torch.bool, device=device)
     is_negative[anchors, anchors] = False
-    is_negative[anchors, positive_index] = False
-    return positive, logits[is_negative].view(two_n, two_n - 2)
+    is_negative[anchors, _simclr_positive_index(n, device)] = False
+    return is_negative
 
 
 # SimCLR, NT-Xent (Chen et al. 2020):
@@ -153,8 +160,7 @@ def hard_negative_nt_xent(
     Equals `debiased_nt_xent` when beta = 0. Returns the mean over 2N anchors.
     """
     _check_tau_plus(tau_plus)
-    if not beta >= 0:
-        raise ValueError(f"beta must be >= 0, got {beta}; pass a concentration such as 1.0 (0 disables reweighting)")
+    _check_non_negative(beta, "beta", "1.0 (0 disables reweighting)")
     positive, negatives = _simclr_positive_and_negatives(z1, z2, temperature)
     n_negatives = negatives.shape[1]
     # log sum_i w_i e^{s_i} = logsumexp((1+beta) s) - (logsumexp(beta s) - log N)
@@ -215,3 +221,91 @@ def cmc_loss(features_view_i: torch.Tensor, features_view_j: torch.Tensor, tempe
     scores = F.normalize(features_view_i, dim=1) @ F.normalize(features_view_j, dim=1).T / temperature
     targets = torch.arange(scores.shape[0], device=scores.device)
     return F.cross_entropy(scores, targets) + F.cross_entropy(scores.T, targets)
+
+
+# ---------------------------------------------------------------------------
+# Looking inside the losses on the SimCLR layout, with labels (analysis only, never training).
+# ---------------------------------------------------------------------------
+
+
+def _check_labels(labels: torch.Tensor, batch_size: int | None = None) -> None:
+    if labels.ndim != 1 or labels.dtype.is_floating_point or labels.dtype == torch.bool:
+        raise ValueError(f"labels must be a 1-D integer tensor of class indices, got dtype {labels.dtype} and shape "
+                         f"{tuple(labels.shape)}; pass one int64 class index per image")
+    if batch_size is not None and len(labels) != batch_size:
+        raise ValueError(f"labels must hold one class per image, B={batch_size}, got {len(labels)}; "
+                         "pass the labels of the images behind z1 and z2")
+
+
+def false_negative_mask(labels: torch.Tensor) -> torch.Tensor:
+    """Which negatives are false negatives (Chuang, Robinson, Lin, Torralba & Jegelka, 2020).
+
+    labels: (B,) class of each image of the batch (used for analysis only, never
+    for self-supervised training). Returns a (2B, 2B) bool tensor in the SimCLR
+    layout: entry (a, k) is True when view k is one of anchor a's 2B-2 negatives
+    u_i and its image has the same class as a's, so that u_i is in fact drawn
+    from p_x^+ rather than from the true negative distribution p_x^-.
+    """
+    _check_labels(labels)
+    both_views = torch.cat([labels, labels])
+    same_class = both_views[:, None] == both_views[None, :]
+    return same_class & simclr_negative_mask(len(labels), labels.device)
+
+
+# Oracle (Chuang et al. 2020): the unbiased objective when p_x^- is known, here
+# from the labels. With N = 2B-2 negatives and T_a the true negatives of anchor a,
+#   L_oracle = -log exp(f(x)^T f(x+)) / ( exp(f(x)^T f(x+)) + N * 1/|T_a| sum_{u in T_a} exp(f(x)^T f(u)) )
+# with every score divided by tau.
+def oracle_nt_xent(z1: torch.Tensor, z2: torch.Tensor, labels: torch.Tensor,
+                   temperature: float = 0.5) -> torch.Tensor:
+    """NT-Xent with the true negative distribution (Chuang et al., 2020), using labels.
+
+    z1, z2: (B, D) projections f(x), f(x+) of the two views (normalised here).
+    labels: (B,) class of each image. temperature: tau. For each of the 2B
+    anchors, the same-class negatives are dropped and the others averaged and
+    scaled back to N = 2B-2 terms: N g is replaced by N times the mean of
+    exp(f(x)^T f(u)/tau) over true negatives u, the quantity that the debiased g
+    estimates without labels. Equals `nt_xent` when all labels differ.
+    Returns the mean over the 2B anchors.
+    """
+    _check_pair(z1, z2, "z1", "z2")
+    _check_batch(z1.shape[0], 2, "so that every anchor has a negative")
+    _check_labels(labels, z1.shape[0])
+    batch_size = z1.shape[0]
+    scores = _simclr_logits(z1, z2, temperature)
+    views = torch.arange(2 * batch_size, device=scores.device)
+    positive = scores[views, (views + batch_size) % (2 * batch_size)]
+    true_negative = simclr_negative_mask(batch_size, scores.device) & ~false_negative_mask(labels.to(scores.device))
+    n_true = true_negative.sum(dim=1)
+    if bool((n_true == 0).any()):
+        raise ValueError("an anchor has no negative of another class (all images of the batch share one class); "
+                         "pass a batch with images of at least two classes")
+    n_negatives = 2 * batch_size - 2
+    log_sum_true = torch.logsumexp(scores.masked_fill(~true_negative, float("-inf")), dim=1)
+    log_mean_true = log_sum_true - n_true.to(scores.dtype).log()
+    return (torch.logaddexp(positive, math.log(n_negatives) + log_mean_true) - positive).mean()
+
+
+# Hard-negative importance weights (Robinson, Chuang, Sra & Jegelka 2021). The
+# survey writes the weight of a negative as beta exp(f(x)^T f(x-)) / sum_{x-} exp(f(x)^T f(x-));
+# the paper samples negatives from q_beta(x-) ~ exp(beta f(x)^T f(x-)) p(x-), i.e.
+#   w_i = N exp(beta s_i) / sum_{k=1..N} exp(beta s_k),   s_i = f(x)^T f(u_i) / tau,
+# normalised to mean 1 over the N = 2B-2 negatives of the anchor.
+def hard_negative_weights(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5,
+                          beta: float = 1.0) -> torch.Tensor:
+    """Importance weights of hard-negative sampling (Robinson et al., 2021).
+
+    z1, z2: (B, D) projections of the two views (normalised here); temperature:
+    tau; beta: the concentration beta >= 0 (0 gives every negative weight 1).
+    Returns (2B, 2B) weights in the SimCLR layout: row a holds w_i for each of
+    anchor a's N = 2B-2 negatives (mean 1 over them) and 0 at a itself and at
+    a's positive. `hard_negative_nt_xent` replaces sum_i exp(s_i) by
+    sum_i w_i exp(s_i) in the debiased estimator g.
+    """
+    _check_pair(z1, z2, "z1", "z2")
+    _check_batch(z1.shape[0], 2, "so that every anchor has a negative")
+    _check_non_negative(beta, "beta", "1.0")
+    batch_size = z1.shape[0]
+    is_negative = simclr_negative_mask(batch_size, z1.device)
+    concentrated = (beta * _simclr_logits(z1, z2, temperature)).masked_fill(~is_negative, float("-inf"))
+    return (2 * batch_size - 2) * torch.softmax(concentrated, dim=1)

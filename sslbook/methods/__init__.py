@@ -1,5 +1,5 @@
-"""Methods: each turns a training batch into a loss; the one loop in ``sslbook.train`` does the rest."""
-from .simclr import SimCLR
-from .supervised import Supervised
+"""The book's methods, one module each: the method's class, what is specific to it, its settings per
+profile and its ``ENTRY`` (``sslbook.runs.MethodEntry``); ``sslbook.registry`` finds them all.
 
-__all__ = ["SimCLR", "Supervised"]
+Import what a chapter needs from the method's own module: ``from sslbook.methods.simclr import SimCLR``.
+"""

@@ -23,10 +23,16 @@ class SimCLR(nn.Module):
     def project(self, views: torch.Tensor) -> torch.Tensor:
         return self.projector(self.encoder(views))
 
-    def training_loss(self, batch) -> torch.Tensor:
+    def pair_loss(self, z_i: torch.Tensor, z_j: torch.Tensor) -> torch.Tensor | dict:
+        """The loss on the projections of the two views; SimCLR's variants change only this."""
+        return nt_xent(z_i, z_j, self.temperature)
+
+    def training_loss(self, batch) -> torch.Tensor | dict:
         first, second = make_views(batch.images, self.recipe, n_views=2, generator=batch.generator)
         z_i, z_j = self.project(torch.cat([first, second])).chunk(2)
-        return nt_xent(gather(z_i), gather(z_j), self.temperature)  # the global batch on several processes
+        # The global batch on several processes. float32, as the loop's networks return it: the
+        # debiased estimate subtracts nearly equal sums, beyond bfloat16's 8 bits of mantissa.
+        return self.pair_loss(gather(z_i).float(), gather(z_j).float())
 
 
 def build(profile, train_data, *, projection_dim: int, hidden_dim: int, temperature: float) -> SimCLR:

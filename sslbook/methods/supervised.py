@@ -31,5 +31,5 @@ ENTRY = MethodEntry(
     summary="the same encoder trained with labels: the supervised reference",
     build=build,
     settings=per_profile(dict(crop_scale=(0.5, 1.0))),
-    training=per_profile(quick=dict(epochs=8)),
+    training=per_profile(quick=dict(epochs=8), full=dict(epochs=100)),
 )

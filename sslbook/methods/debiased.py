@@ -1,0 +1,46 @@
+"""SimCLR with the debiased contrastive loss (Chuang et al. 2020)."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..augment import ViewRecipe, simclr_cifar
+from ..checks import check_positive, check_tau_plus
+from ..losses import debiased_nt_xent
+from ..runs import MethodEntry, per_profile
+from .simclr import SimCLR
+
+
+class DebiasedSimCLR(SimCLR):
+    """SimCLR with the debiased contrastive loss (Chuang et al., 2020).
+
+    tau_plus: the class prior eta^+ (the probability that a negative shares the
+    anchor's class; 0.1 for the ten balanced classes of CIFAR-10). tau_plus = 0
+    gives SimCLR.
+    """
+
+    def __init__(self, encoder: nn.Module, projection_dim: int = 128, hidden_dim: int = 512,
+                 temperature: float = 0.5, tau_plus: float = 0.1, recipe: ViewRecipe | None = None,
+                 head_layers: int = 2):
+        check_positive(temperature, "temperature", "0.5")
+        check_tau_plus(tau_plus)
+        super().__init__(encoder, projection_dim, hidden_dim, temperature, recipe, head_layers)
+        self.tau_plus = tau_plus
+
+    def pair_loss(self, z_i: torch.Tensor, z_j: torch.Tensor) -> torch.Tensor:
+        return debiased_nt_xent(z_i, z_j, self.temperature, self.tau_plus)
+
+
+def build(profile, train_data, *, projection_dim: int, hidden_dim: int, temperature: float, tau_plus: float):
+    return DebiasedSimCLR(profile.encoder(), projection_dim=projection_dim, hidden_dim=hidden_dim, temperature=temperature,
+                          tau_plus=tau_plus, recipe=simclr_cifar())
+
+
+ENTRY = MethodEntry(
+    name="debiased", title="Debiased contrastive", family="contrastive", chapter="book/contrastive/debiased.ipynb", order=9,
+    summary="SimCLR with the debiased contrastive loss (Chuang et al. 2020)",
+    build=build,
+    settings=per_profile(dict(projection_dim=128, temperature=0.5, tau_plus=0.1), quick=dict(hidden_dim=256),
+                         full=dict(hidden_dim=512)),
+    training=per_profile(quick=dict(epochs=8)),
+)
