@@ -192,6 +192,18 @@ def _check_finite(loss: torch.Tensor, step: int, epoch: int) -> None:
         )
 
 
+def save_atomically(state: dict, path: Path) -> None:
+    """Write ``state`` to a temporary file beside ``path``, then rename it: a write that is cut off
+    (a killed kernel, a full disk) leaves the previous checkpoint as it was."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.partial")
+    try:
+        torch.save(state, temporary)
+        temporary.replace(path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
 def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> dict:
     """Read a checkpoint written by :func:`train` (tensors and plain values only: ``weights_only=True``)."""
     path = Path(path)
@@ -289,7 +301,7 @@ def train(
 
     checkpoint = Path(checkpoint) if checkpoint is not None else None
     if checkpoint is not None and checkpoint.exists():
-        state = load_checkpoint(checkpoint, device)
+        state = load_checkpoint(checkpoint)  # on the CPU: load_state_dict moves each tensor where it belongs
         _check_same_run(checkpoint, state.get("metadata", {}), metadata or {})
         method.load_state_dict(state["method"])
         optimizer.load_state_dict(state["optimizer"])
@@ -340,8 +352,7 @@ def train(
                 history.epochs.append({"epoch": epoch, **on_epoch_end(method, epoch)})
                 method.train()
             if checkpoint is not None and this_rank == 0:
-                checkpoint.parent.mkdir(parents=True, exist_ok=True)
-                torch.save({
+                save_atomically({
                     "method": method.state_dict(), "optimizer": optimizer.state_dict(),
                     "order_generator": order_generator.get_state(),
                     "augment_generator": augment_generator.get_state().cpu(),

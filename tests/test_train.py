@@ -167,3 +167,23 @@ def test_bf16_training_on_the_cpu_follows_float32_closely():
     assert all(math.isfinite(loss) for loss in losses["bf16"])
     with pytest.raises(ValueError, match="precision must be one of auto, bf16, fp32"):
         TrainConfig(precision="fp16")
+
+
+def test_an_interrupted_checkpoint_write_leaves_the_previous_checkpoint_readable(tmp_path, monkeypatch):
+    data, checkpoint = tiny_data(), tmp_path / "run.pt"
+    one_epoch = TrainConfig(epochs=1, batch_size=16, seed=3)
+    train(tiny_simclr(), data, one_epoch, device="cpu", checkpoint=checkpoint, progress=False)
+    saved = checkpoint.read_bytes()
+
+    def killed_during_the_write(state, path):
+        with open(path, "wb") as file:
+            file.write(b"the first bytes of a checkpoint")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_module.torch, "save", killed_during_the_write)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_simclr(), data, TrainConfig(epochs=2, batch_size=16, seed=3), device="cpu",
+              checkpoint=checkpoint, progress=False)
+    assert checkpoint.read_bytes() == saved
+    assert train_module.load_checkpoint(checkpoint)["epoch"] == 1
+    assert [path.name for path in tmp_path.iterdir()] == ["run.pt"]  # no partial file left behind
