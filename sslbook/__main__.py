@@ -1,4 +1,4 @@
-"""Command line: train, resume and evaluate any method of the book.
+"""Command line: train, resume and evaluate any method of the book (also as the command ``sslbook``).
 
     python -m sslbook list
     python -m sslbook train simclr --profile quick --epochs 12 --out runs/simclr
@@ -15,14 +15,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
+from contextlib import redirect_stdout
 from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
-from . import distributed, registry, runs
+from . import __version__, distributed, registry, runs
 from .augment import simclr_cifar
 from .evaluate import evaluate
 from .profiles import PROFILES, choose_profile
@@ -52,7 +54,14 @@ def run_from_arguments(args, profile, train_data) -> runs.Run:
 
 
 def command_train(args) -> int:
-    registry.get(args.method)  # an unknown method stops before any data is loaded
+    with redirect_stdout(sys.stderr):  # status lines; standard output carries the JSON only
+        record = _train(args)
+    if record is not None:
+        print(json.dumps({k: record[k] for k in ("method", "knn", "linear", "alignment", "uniformity")}, indent=2))
+    return 0
+
+
+def _train(args) -> dict | None:
     distributed.init_from_environment()
     profile = choose_profile(args.profile, verbose=distributed.rank() == 0)
     train_data, test_data = profile.load_data(args.data)
@@ -65,7 +74,7 @@ def command_train(args) -> int:
     history = train(run.method, train_data, run.config, device=profile.device, checkpoint=out / "checkpoint.pt",
                     description=args.method, progress=not args.no_progress, metadata=metadata)
     if distributed.rank() != 0:
-        return 0
+        return None
     scores = evaluate(run.encoder, train_data, test_data, simclr_cifar())
     record = {"method": args.method, "profile": profile.name, **scores, "settings": run.settings,
               "recipe": asdict(run.config), "fingerprint": fingerprint, "backbone": profile.backbone,
@@ -73,12 +82,18 @@ def command_train(args) -> int:
               "images_per_second": history.images_per_second, "hardware": hardware(),
               "processes": distributed.world_size()}
     (out / f"{args.method}.json").write_text(json.dumps(record, indent=2, default=str))
-    print(json.dumps({k: record[k] for k in ("knn", "linear", "alignment", "uniformity")}, indent=2))
     print(f"wrote {out / 'checkpoint.pt'} and {out / (args.method + '.json')}")
-    return 0
+    return record
 
 
 def command_eval(args) -> int:
+    with redirect_stdout(sys.stderr):  # status lines; standard output carries the JSON only
+        record = _evaluate(args)
+    print(json.dumps(record, indent=2))
+    return 0
+
+
+def _evaluate(args) -> dict:
     state = load_checkpoint(args.checkpoint)
     metadata = state.get("metadata", {})
     if "method" not in metadata:
@@ -92,44 +107,78 @@ def command_eval(args) -> int:
     method.load_state_dict(state["method"])
     method.to(profile.device)
     scores = evaluate(entry.encoder(method), train_data, test_data, simclr_cifar())
-    print(json.dumps({"method": metadata["method"], "epoch": state["epoch"], **scores}, indent=2))
-    return 0
+    return {"method": metadata["method"], "epoch": state["epoch"], **scores}
 
 
 def command_classroom(args) -> int:
     from .classroom import write_copies
 
     out = Path(args.out)
-    written = write_copies(out)
+    written = write_copies(out, Path(args.book) if args.book else None)
     print(f"wrote {len(written)} student notebooks to {out / 'student'} and their instructor copies to "
-          f"{out / 'instructor'}")
+          f"{out / 'instructor'}", file=sys.stderr)
     return 0
 
 
+def method_name(text: str) -> str:
+    try:
+        return registry.get(text).name
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+EXAMPLES = """examples:
+  sslbook list
+  sslbook train simclr --profile quick --out runs/simclr      # the SimCLR chapter's run
+  sslbook train simclr --epochs 100 --batch-size 256 --out runs/simclr-100
+  sslbook eval runs/simclr/checkpoint.pt | jq .knn
+  sslbook classroom --out classroom
+  torchrun --nproc_per_node=2 -m sslbook train simclr --out runs/simclr-ddp
+
+Status lines go to standard error and results (JSON) to standard output. Exit status: 0 done,
+1 a run that could not be done (missing data or checkpoint, a checkpoint of other settings),
+2 a usage error."""
+
+
 def parser() -> argparse.ArgumentParser:
-    main_parser = argparse.ArgumentParser(prog="python -m sslbook", description=__doc__.splitlines()[0])
-    commands = main_parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("list", help="list the methods").set_defaults(run=command_list)
-    train_parser = commands.add_parser("train", help="train a method (resumes its checkpoint)")
-    train_parser.add_argument("method")
-    train_parser.add_argument("--profile", choices=sorted(PROFILES), help="default: by the hardware")
-    train_parser.add_argument("--epochs", type=int)
-    train_parser.add_argument("--batch-size", type=int)
-    train_parser.add_argument("--seed", type=int, default=0)
+    program = "sslbook" if Path(sys.argv[0]).name == "sslbook" else "python -m sslbook"
+    main_parser = argparse.ArgumentParser(prog=program, description=__doc__.split("\n\n")[0].splitlines()[0],
+                                          epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    main_parser.add_argument("--version", action="version", version=f"sslbook {__version__}")
+    commands = main_parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands.add_parser("list", help="list the methods, by family").set_defaults(run=command_list)
+    method_list = ", ".join(registry.METHODS)
+    train_parser = commands.add_parser(
+        "train", help="train a method with its chapter's settings (resumes an unfinished run)",
+        description="Train METHOD with the settings its chapter trains (sslbook/methods/METHOD.py), changed "
+                    "only where an option says so; writes checkpoint.pt and METHOD.json into --out and "
+                    "resumes an unfinished checkpoint there with the same settings.",
+        epilog=f"methods: {method_list}")
+    train_parser.add_argument("method", type=method_name, metavar="METHOD", help="one of the methods listed below")
+    train_parser.add_argument("--profile", choices=sorted(PROFILES),
+                              help="quick (small CNN, 5,000 images, CPU) or full (ResNet-18, all images); "
+                                   "default: full on a GPU, else quick")
+    train_parser.add_argument("--epochs", type=int, help="default: the method's epochs in the profile")
+    train_parser.add_argument("--batch-size", type=int, help="global batch size; default: the method's")
+    train_parser.add_argument("--seed", type=int, default=0,
+                              help="seeds the initial weights, data order and augmentations (default 0)")
     train_parser.add_argument("--data", help="data folder (default: $SSLBOOK_DATA or ~/.cache/sslbook)")
-    train_parser.add_argument("--out", default="runs/run", help="output folder for checkpoint and results")
+    train_parser.add_argument("--out", default="runs/run", help="output folder (default runs/run)")
     train_parser.add_argument("--compile", action="store_true", help="torch.compile the method's networks")
     train_parser.add_argument("--precision", choices=PRECISIONS,
                               help="the networks' precision (default auto: bf16 on a GPU, fp32 on a CPU)")
-    train_parser.add_argument("--no-progress", action="store_true")
+    train_parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     train_parser.set_defaults(run=command_train)
-    eval_parser = commands.add_parser("eval", help="evaluate a saved checkpoint")
-    eval_parser.add_argument("checkpoint")
-    eval_parser.add_argument("--profile", choices=sorted(PROFILES))
-    eval_parser.add_argument("--data")
+    eval_parser = commands.add_parser("eval", help="evaluate a saved checkpoint (kNN, linear probe, alignment, "
+                                                   "uniformity)")
+    eval_parser.add_argument("checkpoint", help="a checkpoint.pt written by train")
+    eval_parser.add_argument("--profile", choices=sorted(PROFILES),
+                             help="the profile whose data to evaluate on (default: the checkpoint's)")
+    eval_parser.add_argument("--data", help="data folder (default: $SSLBOOK_DATA or ~/.cache/sslbook)")
     eval_parser.set_defaults(run=command_eval)
     classroom_parser = commands.add_parser("classroom", help="write student and instructor copies of the notebooks")
     classroom_parser.add_argument("--out", default="classroom", help="folder for student/ and instructor/")
+    classroom_parser.add_argument("--book", help="the book's folder (default: the one around the current folder)")
     classroom_parser.set_defaults(run=command_classroom)
     return main_parser
 
@@ -138,9 +187,12 @@ def main(argv=None) -> int:
     args = parser().parse_args(argv)
     try:
         return args.run(args)
-    except (ValueError, FileNotFoundError) as error:
+    except (ValueError, FileNotFoundError, FloatingPointError) as error:
         print(f"error: {error}", file=sys.stderr)
-        return 2
+        return 1
+    except BrokenPipeError:  # the reader stopped early (`sslbook list | head -1`): end quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

@@ -24,16 +24,20 @@ def baselines(encoder: nn.Module, train_data: ImageData, test_data: ImageData,
     every chapter of the same encoder would compute the same numbers again.
     """
     random_encoder = random_init_like(encoder).to(_device(encoder))
-    return {"random init": _evaluated_once(random_encoder, train_data, test_data, recipe),
-            "raw pixels": _evaluated_once(PixelEncoder(), train_data, test_data, recipe)}
+    return {"random init": evaluate_once(random_encoder, train_data, test_data, recipe),
+            "raw pixels": evaluate_once(PixelEncoder(), train_data, test_data, recipe)}
 
 
-def _evaluated_once(encoder: nn.Module, train_data: ImageData, test_data: ImageData,
-                    recipe: ViewRecipe | None) -> dict[str, float]:
+def evaluate_once(encoder: nn.Module, train_data: ImageData, test_data: ImageData,
+                  recipe: ViewRecipe | None = None) -> dict[str, float]:
+    """``evaluate.evaluate``, computed once per encoder (architecture and weights), data and recipe.
+
+    The result is kept beside the checkpoints, so the benchmark chapter reads what a chapter measured.
+    """
     key = {name: describe_run(encoder, TrainConfig(), data) for name, data in
            (("train", train_data), ("test", test_data))} | {"recipe": repr(recipe)}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
-    path = checkpoints_dir() / f"baseline-{type(encoder).__name__}-{digest}.json"
+    path = checkpoints_dir() / f"scores-{type(encoder).__name__}-{digest}.json"
     if path.exists():
         return json.loads(path.read_text())
     scores = evaluate(encoder, train_data, test_data, recipe)

@@ -16,7 +16,8 @@ import json
 import re
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from .paths import book_folder
+
 SOLUTION_START = re.compile(r"^\s*:{3,}\s*\{solution-start\}", re.MULTILINE)
 SOLUTION_END = re.compile(r"^\s*:{3,}\s*\{solution-end\}", re.MULTILINE)
 STUDENT_BANNER = ("> **Student copy.** The solutions have been removed. Fill in each cell marked "
@@ -84,18 +85,34 @@ def _cleared(cell: dict) -> dict:
     return cell
 
 
-def toc_entries(root: Path = ROOT) -> list[str]:
+def book_root(root: Path | None = None) -> Path:
+    """``root``, else the book's folder around the current folder; a clear error when there is none."""
+    if root is not None:
+        if not (Path(root) / "_toc.yml").is_file():
+            raise FileNotFoundError(f"{root} is not the book's folder (it has no _toc.yml); pass the folder of "
+                                    "a clone of the book")
+        return Path(root)
+    found = book_folder()
+    if found is None:
+        raise FileNotFoundError(f"the current folder {Path.cwd()} is not inside the book (no _toc.yml in it or "
+                                "above it); run from a clone of the book or pass its folder (--book PATH)")
+    return found
+
+
+def toc_entries(root: Path | None = None) -> list[str]:
     """The documents listed in ``_toc.yml`` (paths without suffix), in reading order."""
-    return re.findall(r"file:\s*([^\s#]+)", (root / "_toc.yml").read_text())
+    return re.findall(r"file:\s*([^\s#]+)", (book_root(root) / "_toc.yml").read_text())
 
 
-def chapter_notebooks(root: Path = ROOT) -> list[Path]:
+def chapter_notebooks(root: Path | None = None) -> list[Path]:
     """The notebooks listed in ``_toc.yml``, in reading order."""
+    root = book_root(root)
     return [root / f"{entry}.ipynb" for entry in toc_entries(root) if (root / f"{entry}.ipynb").exists()]
 
 
-def write_copies(out: Path, root: Path = ROOT) -> list[Path]:
+def write_copies(out: Path, root: Path | None = None) -> list[Path]:
     """Write ``out/student/...`` and ``out/instructor/...`` for every chapter; return the student paths."""
+    root = book_root(root)
     written = []
     for notebook_path in chapter_notebooks(root):
         notebook = json.loads(notebook_path.read_text())
@@ -106,4 +123,6 @@ def write_copies(out: Path, root: Path = ROOT) -> list[Path]:
             target.write_text(json.dumps(make(notebook), indent=1, ensure_ascii=False) + "\n")
             if kind == "student":
                 written.append(target)
+    for kind in ("student", "instructor"):  # each copy is a book folder: its chapters share checkpoints/
+        (out / kind / "_toc.yml").write_text((root / "_toc.yml").read_text())
     return written

@@ -14,7 +14,8 @@ feature, then projected back onto the unit sphere:
 with momentum m in [0, 1]: m = 0 overwrites the entry with the fresh feature,
 m = 1 never changes it. This is the form of the paper's released code
 (m = 0.5 there); MoCo's key-encoder update uses the same "m on the old value"
-convention.
+convention. The losses that read the bank are ``sslbook.losses.instdisc_nce_loss`` and
+``sslbook.losses.instdisc_proximal_term``.
 """
 from __future__ import annotations
 
@@ -24,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .checks import check_positive_int
+
 
 def check_momentum(momentum: float) -> None:
     """Stop with a clear message unless the bank momentum m is a number in [0, 1]."""
@@ -32,11 +35,6 @@ def check_momentum(momentum: float) -> None:
             f"momentum m must be a number in [0, 1], got {momentum!r}; pass e.g. 0.5 "
             "(0 overwrites an entry with the fresh feature, 1 never changes it)"
         )
-
-
-def _check_positive_int(value: int, name: str, example: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}; pass e.g. {name}={example}")
 
 
 class MemoryBank(nn.Module):
@@ -54,8 +52,8 @@ class MemoryBank(nn.Module):
 
     def __init__(self, n_data: int, dim: int, generator: torch.Generator | None = None):
         super().__init__()
-        _check_positive_int(n_data, "n_data", "len(train_data)")
-        _check_positive_int(dim, "dim", "128")
+        check_positive_int(n_data, "n_data", "len(train_data)")
+        check_positive_int(dim, "dim", "128")
         self.register_buffer("features", F.normalize(torch.randn(n_data, dim, generator=generator), dim=1))
 
     @property
@@ -126,8 +124,8 @@ class MemoryBank(nn.Module):
             does not exclude it, which is harmless for n = 1.28 million images and M = 4096 (a draw hits
             the own entry with probability M/n = 0.3%) but not for a bank of a few thousand images.
         """
-        _check_positive_int(n, "n", "len(batch)")
-        _check_positive_int(m, "m", "4096")
+        check_positive_int(n, "n", "len(batch)")
+        check_positive_int(m, "m", "4096")
         device = generator.device if generator is not None else self.features.device
         if exclude is None:
             return torch.randint(self.n_data, (n, m), generator=generator, device=device).to(self.features.device)
@@ -140,21 +138,3 @@ class MemoryBank(nn.Module):
         excluded = exclude.to(self.features.device)[:, None]
         return drawn + (drawn >= excluded).long()  # skip over the excluded row: uniform over the others
 
-
-def proximal_term(fresh: torch.Tensor, stored: torch.Tensor, lambd: float) -> torch.Tensor:
-    """Proximal regularisation lambda ||v_i^(t) - v_i^(t-1)||_2^2 of InstDisc (Wu et al., 2018), mean over i.
-
-    fresh: (B, d) the features v_i^(t) computed now (gradient flows through them).
-    stored: (B, d) their memory-bank entries v_i^(t-1) from the previous visit.
-    lambd: lambda >= 0, the weight; 0 switches the term off.
-    The term keeps each image's feature from jumping between visits, which damps
-    the oscillation of a task with a single example per class.
-    """
-    if isinstance(lambd, bool) or not isinstance(lambd, numbers.Real) or not lambd >= 0:
-        raise ValueError(f"lambd must be a number >= 0, got {lambd!r}; pass e.g. 30.0, or 0 to switch the term off")
-    if fresh.ndim != 2 or fresh.shape != stored.shape:
-        raise ValueError(
-            f"fresh and stored must both have shape (B, d), got {tuple(fresh.shape)} and {tuple(stored.shape)}; "
-            "pass the fresh features and bank.lookup(indices) of the same images"
-        )
-    return lambd * (fresh - stored.detach()).pow(2).sum(dim=1).mean()

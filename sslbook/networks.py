@@ -1,8 +1,11 @@
-"""Encoders and heads. Every encoder takes float images in [0, 1] and normalises them itself."""
+"""Encoders, heads and the Context Encoder's discriminator. Every network takes float images in [0, 1]
+and normalises them itself."""
 from __future__ import annotations
 
 import torch
 from torch import nn
+
+from .checks import check_float_images
 
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2470, 0.2435, 0.2616)
@@ -120,3 +123,45 @@ def projection_mlp(in_dim: int, hidden_dim: int, out_dim: int, n_layers: int = 2
     if last_batch_norm:
         layers.append(nn.BatchNorm1d(out_dim, affine=False))
     return nn.Sequential(*layers)
+
+
+class ContextDiscriminator(nn.Module):
+    """Small DCGAN-style discriminator D for the Context Encoder's adversarial loss.
+
+    Pathak et al. (2016) add a GAN term so the inpainting looks sharp instead of
+    the blurry mean that L2 alone produces. D sees either a real region of x or
+    the network's prediction for it: a full 32x32 image or the 16x16 centre
+    crop (any side >= 8 works). Three stride-2 4x4 convolutions with LeakyReLU
+    (0.2), batch norm after the second and third, then global average pooling
+    and a linear layer to one logit.
+    """
+
+    def __init__(self, base_channels: int = 32) -> None:
+        super().__init__()
+        if base_channels < 1:
+            raise ValueError(f"base_channels must be >= 1, got {base_channels}; pass 32")
+        c = base_channels
+        self.net = nn.Sequential(
+            Normalize(),
+            nn.Conv2d(3, c, 4, stride=2, padding=1),
+            nn.LeakyReLU(0.2),
+            nn.Conv2d(c, 2 * c, 4, stride=2, padding=1),
+            nn.BatchNorm2d(2 * c),
+            nn.LeakyReLU(0.2),
+            nn.Conv2d(2 * c, 4 * c, 4, stride=2, padding=1),
+            nn.BatchNorm2d(4 * c),
+            nn.LeakyReLU(0.2),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(4 * c, 1),
+        )
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Images (N, 3, H, W) in [0, 1], H, W >= 8 -> logits (N,) of "real"."""
+        check_float_images(images)
+        if min(images.shape[-2:]) < 8:
+            raise ValueError(
+                f"ContextDiscriminator needs images of side >= 8, got {tuple(images.shape[-2:])}; "
+                "pass the full image or a larger crop"
+            )
+        return self.net(images).squeeze(1)

@@ -7,18 +7,16 @@ committed); full-profile results come from GPU runs and are committed in
 from __future__ import annotations
 
 import json
-import os
 import platform
 from pathlib import Path
 
 import torch
 
-RESULTS_ENV = "SSLBOOK_RESULTS"
+from .paths import RESULTS_ENV, results_base  # noqa: F401 (RESULTS_ENV: for the tests)
 
 
 def results_dir(profile: str) -> Path:
-    base = os.environ.get(RESULTS_ENV) or Path(__file__).resolve().parent.parent / "results"
-    return Path(base) / profile
+    return results_base() / profile
 
 
 def hardware() -> str:

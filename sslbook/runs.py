@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Callable
@@ -23,10 +22,10 @@ import torch
 from torch import nn
 
 from .data import ImageData
+from .paths import CHECKPOINTS_ENV, checkpoints_dir  # noqa: F401 (CHECKPOINTS_ENV: for the tests)
 from .profiles import Profile
 from .train import History, TrainConfig, train
 
-CHECKPOINTS_ENV = "SSLBOOK_CHECKPOINTS"
 TRAINING_FIELDS = tuple(field.name for field in fields(TrainConfig))
 NOT_FINGERPRINTED = ("compile",)  # how fast a run goes, not what it learns
 
@@ -173,11 +172,6 @@ def differences(saved: dict[str, str], now: dict[str, str]) -> str:
     changed = [f"{key} (saved {saved.get(key, 'absent')}, now {now.get(key, 'absent')})"
                for key in keys if saved.get(key) != now.get(key)]
     return "; ".join(changed) or "nothing that is recorded"
-
-
-def checkpoints_dir() -> Path:
-    """``$SSLBOOK_CHECKPOINTS``, else ``checkpoints/`` in the folder the book runs from."""
-    return Path(os.environ.get(CHECKPOINTS_ENV) or Path(__file__).resolve().parent.parent / "checkpoints")
 
 
 def checkpoint_path(name: str, profile: Profile, fingerprint: str) -> Path:

@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from sslbook import classroom
+from sslbook import classroom, paths
 from sslbook.__main__ import main
 
 NOTEBOOKS = classroom.chapter_notebooks()
@@ -71,7 +71,7 @@ def test_unbalanced_solution_markers_are_refused():
 
 def test_the_command_writes_both_copies(tmp_path, capsys):
     assert main(["classroom", "--out", str(tmp_path)]) == 0
-    assert f"wrote {len(NOTEBOOKS)} student notebooks" in capsys.readouterr().out
+    assert f"wrote {len(NOTEBOOKS)} student notebooks" in capsys.readouterr().err
     students = sorted((tmp_path / "student").rglob("*.ipynb"))
     instructors = sorted((tmp_path / "instructor").rglob("*.ipynb"))
     assert len(students) == len(instructors) == len(NOTEBOOKS)
@@ -101,6 +101,7 @@ def test_a_student_copy_of_the_simclr_chapter_runs(tmp_path, monkeypatch):
     The chapter trains as a student's run would, or loads the checkpoint the book's own run saved.
     """
     monkeypatch.setenv("SSLBOOK_RESULTS", str(tmp_path / "results"))
+    monkeypatch.setenv("SSLBOOK_CHECKPOINTS", str(paths.checkpoints_dir()))  # the book's own runs
     monkeypatch.setenv("MPLBACKEND", "Agg")
     classroom.write_copies(tmp_path)
     student_path = tmp_path / "student" / "book" / "contrastive" / "simclr.ipynb"
@@ -113,7 +114,7 @@ def test_a_student_copy_of_the_simclr_chapter_runs(tmp_path, monkeypatch):
         assert ename == "ExerciseError"
         assert re.search(r"returns None|no answer yet|not right yet", evalue), evalue
 
-    # the solutions put back: the instructor copy (it loads the checkpoint the student run saved)
+    # the solutions put back: the instructor copy (it loads the same checkpoint)
     instructor_path = tmp_path / "instructor" / "book" / "contrastive" / "simclr.ipynb"
     _, errors = _execute(instructor_path, instructor_path.parent)
     assert errors == {}

@@ -3,13 +3,9 @@
 import pytest
 import torch
 
-from sslbook.generative import (
-    ConvAutoencoder,
-    adversarial_discriminator_loss,
-    adversarial_generator_loss,
-    apply_mask,
-    random_block_masks,
-)
+from sslbook.autoencoder import ConvAutoencoder
+from sslbook.losses import adversarial_discriminator_loss, adversarial_generator_loss
+from sslbook.masking import apply_mask, random_block_masks
 from sslbook.methods.context_encoder import ContextEncoder, harmonic_fill
 from sslbook.train import Batch
 

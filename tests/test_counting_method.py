@@ -1,10 +1,13 @@
 """Tests of the Learning to Count method (Noroozi et al. 2017) against explicit loops."""
 
+import itertools
+
 import pytest
 import torch
+import torch.nn.functional as F
 
 from sslbook import augment, train
-from sslbook.methods.counting import Counting
+from sslbook.methods.counting import Counting, count_views
 from sslbook.networks import SmallCNN
 
 from one_step import random_uint8_images, train_one_step
@@ -101,3 +104,31 @@ def test_one_training_step_through_the_shared_loop_with_augmentation():
     model = Counting(SmallCNN(width=4, feature_dim=8), n_counts=6, margin=2.0, recipe=recipe)
     _, changed = train_one_step(model, random_uint8_images(8, size=8), lr=0.01)
     assert any(changed)
+
+
+# ---------------------------------------------------------------------------
+# Learning to count.
+# ---------------------------------------------------------------------------
+
+
+def test_count_views_tiles_reassemble_and_downsampling_averages_blocks():
+    torch.manual_seed(0)
+    x, y = torch.rand(2, 3, 6, 8), torch.rand(2, 3, 6, 8)
+    downsampled_x, tiles, downsampled_y = count_views(x, y)
+    assert tiles.shape == (2, 4, 3, 3, 4) and downsampled_x.shape == downsampled_y.shape == (2, 3, 3, 4)
+    top = torch.cat([tiles[:, 0], tiles[:, 1]], dim=-1)
+    bottom = torch.cat([tiles[:, 2], tiles[:, 3]], dim=-1)
+    assert torch.equal(torch.cat([top, bottom], dim=-2), x)
+    for image, result in [(x, downsampled_x), (y, downsampled_y)]:
+        for n, c, row, col in itertools.product(range(2), range(3), range(3), range(4)):
+            block = image[n, c, 2 * row : 2 * row + 2, 2 * col : 2 * col + 2]
+            assert result[n, c, row, col] == pytest.approx(float(block.mean()), abs=1e-6)
+    bilinear = F.interpolate(x, scale_factor=0.5, mode="bilinear", align_corners=False)
+    assert torch.allclose(downsampled_x, bilinear, atol=1e-6)
+
+
+def test_count_views_bad_inputs():
+    with pytest.raises(ValueError, match="even H and W"):
+        count_views(torch.rand(1, 3, 5, 4), torch.rand(1, 3, 5, 4))
+    with pytest.raises(ValueError, match="same shape"):
+        count_views(torch.rand(1, 3, 4, 4), torch.rand(2, 3, 4, 4))

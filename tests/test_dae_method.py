@@ -3,8 +3,10 @@
 import pytest
 import torch
 
-from sslbook.generative import ConvAutoencoder, corrupt
-from sslbook.methods.dae import AutoencoderFeatures, DenoisingAutoencoder, denoising_loss, neighbour_average_fill
+from sslbook.autoencoder import AutoencoderFeatures, ConvAutoencoder
+from sslbook.losses import denoising_loss
+from sslbook.masking import corrupt
+from sslbook.methods.dae import DenoisingAutoencoder, neighbour_average_fill
 from sslbook.train import Batch
 
 from one_step import train_one_step
@@ -90,7 +92,7 @@ def test_bad_inputs_stop_with_a_clear_message():
         DenoisingAutoencoder(corruption="masking", level=1.0)
     with pytest.raises(ValueError, match="must be >= 0"):
         DenoisingAutoencoder(corruption="gaussian", level=-0.1)
-    with pytest.raises(ValueError, match="must be a sslbook.generative.ConvAutoencoder"):
+    with pytest.raises(ValueError, match="must be a sslbook.autoencoder.ConvAutoencoder"):
         AutoencoderFeatures(torch.nn.Linear(3, 3))
     with pytest.raises(ValueError, match="same shape"):
         denoising_loss(torch.rand(2, 3, 32, 32), torch.rand(2, 3, 16, 16))

@@ -1,4 +1,5 @@
-"""Tests of sslbook.generative against brute-force loops and closed forms."""
+"""Tests of Part III's building blocks against brute-force loops and closed forms: corruptions and masks
+(sslbook.masking), patches, the small ViT and its decoder, the autoencoder, the discriminator, the losses."""
 
 import math
 import re
@@ -6,27 +7,18 @@ import re
 import pytest
 import torch
 
-from sslbook.generative import (
-    ContextDiscriminator,
-    ConvAutoencoder,
-    MAEDecoder,
-    TinyViT,
+from sslbook.autoencoder import ConvAutoencoder
+from sslbook.losses import (
     adversarial_discriminator_loss,
     adversarial_generator_loss,
-    apply_mask,
-    centre_mask,
     context_encoder_joint_loss,
-    corrupt,
     mae_loss,
-    masked_patch_count,
     masked_reconstruction_loss,
-    patchify,
-    random_block_masks,
-    random_masking,
-    sincos_position_embedding_2d,
-    unpatchify,
 )
-from sslbook.networks import CIFAR_MEAN
+from sslbook.masking import apply_mask, centre_mask, corrupt, masked_patch_count, random_block_masks, random_masking
+from sslbook.networks import CIFAR_MEAN, ContextDiscriminator
+from sslbook.patches import patch_mean_and_std, patchify, standardise_patches, unpatchify
+from sslbook.vit import MAEDecoder, TinyViT, sincos_position_embedding_2d
 
 
 def seeded(seed: int = 0) -> torch.Generator:
@@ -114,7 +106,7 @@ def test_corrupt_rejects_bad_arguments():
         for level in (1.0, -0.1, 1.5):
             with pytest.raises(ValueError, match=r"must be in \[0, 1\).*pass a fraction"):
                 corrupt(images, kind, level)
-    with pytest.raises(ValueError, match="images.float"):
+    with pytest.raises(ValueError, match="unit_float"):
         corrupt((images * 255).to(torch.uint8), "masking", 0.1)
     with pytest.raises(ValueError, match="unsqueeze"):
         corrupt(images[0], "masking", 0.1)
@@ -408,6 +400,20 @@ def test_mae_loss_rejects_bad_mask():
         mae_loss(prediction, prediction, torch.ones(2, 4))
     with pytest.raises(ValueError, match="hides no patch"):
         mae_loss(prediction, prediction, torch.zeros(2, 4, dtype=torch.bool))
+
+
+def test_standardised_patches_match_a_loop_and_patch_statistics_undo_them():
+    patches = torch.rand(2, 4, 12, generator=seeded(0), dtype=torch.float64)
+    standardised = standardise_patches(patches)
+    for n in range(2):
+        for i in range(4):
+            values = patches[n, i].tolist()
+            mean = sum(values) / len(values)
+            variance = sum((v - mean) ** 2 for v in values) / (len(values) - 1)  # unbiased, as in MAE
+            expected = [(v - mean) / math.sqrt(variance + 1e-6) for v in values]
+            assert standardised[n, i].tolist() == pytest.approx(expected, rel=1e-12)
+    mean, std = patch_mean_and_std(patches)
+    assert torch.allclose(standardised * std + mean, patches)
 
 
 def test_sincos_position_embedding_formula():

@@ -7,7 +7,8 @@ import torch
 from torch import nn
 
 from sslbook.augment import ViewRecipe, augment
-from sslbook.methods.invaspread import InvaSpread, invaspread_cifar
+from sslbook.methods.instdisc import instdisc_cifar
+from sslbook.methods.invaspread import InvaSpread
 from sslbook.networks import SmallCNN
 from sslbook.train import Batch
 
@@ -75,7 +76,7 @@ def test_embedding_is_a_linear_layer_to_the_requested_size():
 
 
 def test_recipe_is_the_authors_cifar_augmentation():
-    recipe = invaspread_cifar()
+    recipe = instdisc_cifar()
     assert recipe.crop_scale == (0.2, 1.0)
     assert (recipe.brightness, recipe.contrast, recipe.saturation, recipe.hue) == (0.4, 0.4, 0.4, 0.4)
     assert recipe.jitter_p == 1.0 and recipe.grayscale_p == 0.2 and recipe.flip_p == 0.5
@@ -110,3 +111,10 @@ def test_a_custom_recipe_is_used():
         f = method.embed(torch.cat([images.float() / 255] * 2))
     expected = invaspread_by_loops(f[:4].double().tolist(), f[4:].double().tolist(), 0.1)
     assert loss.item() == pytest.approx(expected, rel=1e-4)
+
+
+def test_invaspread_and_instdisc_draw_the_same_views():
+    from sslbook.methods.instdisc import InstDisc
+
+    encoder = SmallCNN(width=4, feature_dim=8)
+    assert InvaSpread(encoder).recipe == InstDisc(encoder, n_data=4).recipe == instdisc_cifar()

@@ -1,13 +1,23 @@
 """Tests of the Jigsaw Puzzle method (Noroozi & Favaro 2016): puzzle labels, the context-free network, layout."""
 
+import itertools
+
 import pytest
 import torch
 
-from sslbook import pretext
-from sslbook.methods.jigsaw import JigsawPuzzle, assemble_tiles
+from sslbook.methods.jigsaw import (JigsawPuzzle, assemble_tiles, jigsaw_tiles, make_permutation_set,
+                                    min_hamming_distance, unshuffle)
 from sslbook.networks import SmallCNN
 
 from one_step import random_uint8_images, train_one_step
+
+
+def top_left_of(patch: torch.Tensor) -> tuple[int, int]:
+    return int(patch[0, 0, 0]), int(patch[1, 0, 0])
+
+
+def hamming(p: tuple[int, ...], q: tuple[int, ...]) -> int:
+    return sum(a != b for a, b in zip(p, q))
 
 
 def coordinate_images(n: int, size: int) -> torch.Tensor:
@@ -19,7 +29,7 @@ def coordinate_images(n: int, size: int) -> torch.Tensor:
 
 def small_model(n_permutations: int = 6, **options) -> JigsawPuzzle:
     torch.manual_seed(0)
-    permutations = pretext.make_permutation_set(n_permutations, seed=1)
+    permutations = make_permutation_set(n_permutations, seed=1)
     return JigsawPuzzle(SmallCNN(width=4, feature_dim=8), permutations, hidden_dim=16, **options)
 
 
@@ -88,4 +98,143 @@ def test_one_training_step_through_the_shared_loop():
     model = small_model()
     _, changed = train_one_step(model, random_uint8_images(8), lr=0.01)
     assert any(changed)
-    assert torch.equal(model.permutations, pretext.make_permutation_set(6, seed=1))  # the set is not trained
+    assert torch.equal(model.permutations, make_permutation_set(6, seed=1))  # the set is not trained
+
+
+# ---------------------------------------------------------------------------
+# Jigsaw: permutation set.
+# ---------------------------------------------------------------------------
+
+
+def loop_greedy(n_tiles: int, n_permutations: int, first: tuple[int, ...], criterion: str) -> list[tuple[int, ...]]:
+    candidates = list(itertools.permutations(range(n_tiles)))
+    chosen = [first]
+    while len(chosen) < n_permutations:
+        best, best_score = None, -1
+        for candidate in candidates:
+            if candidate in chosen:
+                continue
+            distances = [hamming(candidate, c) for c in chosen]
+            score = min(distances) if criterion == "min" else sum(distances)
+            if score > best_score:
+                best, best_score = candidate, score
+        chosen.append(best)
+    return chosen
+
+
+@pytest.mark.parametrize("criterion", ["min", "mean"])
+def test_permutation_set_equals_loop_greedy(criterion):
+    permutations = make_permutation_set(10, n_tiles=4, seed=3, criterion=criterion)
+    rows = [tuple(row) for row in permutations.tolist()]
+    assert rows == loop_greedy(4, 10, rows[0], criterion)
+
+
+def test_permutation_set_default_is_valid_and_reports_min_distance():
+    permutations = make_permutation_set(100, n_tiles=9, seed=0)
+    assert permutations.shape == (100, 9) and permutations.dtype == torch.long
+    rows = [tuple(row) for row in permutations.tolist()]
+    assert len(set(rows)) == 100
+    assert all(sorted(row) == list(range(9)) for row in rows)
+    brute_force_min = min(hamming(p, q) for p, q in itertools.combinations(rows, 2))
+    assert min_hamming_distance(permutations) == brute_force_min
+    assert brute_force_min >= 6
+
+
+@pytest.mark.parametrize("n_tiles, n_permutations", [(3, 2), (3, 3), (4, 4), (4, 2)])
+def test_greedy_min_distance_reaches_brute_force_optimum_on_small_cases(n_tiles, n_permutations):
+    everything = list(itertools.permutations(range(n_tiles)))
+    optimum = max(
+        min(hamming(p, q) for p, q in itertools.combinations(subset, 2))
+        for subset in itertools.combinations(everything, n_permutations)
+    )
+    permutations = make_permutation_set(n_permutations, n_tiles=n_tiles, seed=1)
+    assert min_hamming_distance(permutations) == optimum
+
+
+def test_permutation_set_is_reproducible_and_depends_on_seed():
+    a = make_permutation_set(20, n_tiles=5, seed=7)
+    assert torch.equal(a, make_permutation_set(20, n_tiles=5, seed=7))
+    assert not torch.equal(a, make_permutation_set(20, n_tiles=5, seed=8))
+
+
+def test_min_hamming_is_met_or_names_the_achievable_size():
+    permutations = make_permutation_set(4, n_tiles=4, min_hamming=4)
+    assert min_hamming_distance(permutations) == 4
+    # At most 4 permutations of 4 tiles differ pairwise in all 4 positions (rows of a Latin square).
+    with pytest.raises(ValueError, match=r"only 4 permutations.*lower min_hamming or n_permutations"):
+        make_permutation_set(5, n_tiles=4, min_hamming=4)
+
+
+def test_permutation_set_bad_sizes():
+    with pytest.raises(ValueError, match=r"3! = 6"):
+        make_permutation_set(7, n_tiles=3)
+    with pytest.raises(ValueError, match="n_tiles must lie in"):
+        make_permutation_set(10, n_tiles=10)
+    with pytest.raises(ValueError, match="criterion"):
+        make_permutation_set(10, n_tiles=4, criterion="max")
+
+
+# ---------------------------------------------------------------------------
+# Jigsaw: tiles.
+# ---------------------------------------------------------------------------
+
+
+def test_jigsaw_tiles_without_jitter_match_direct_slicing():
+    torch.manual_seed(0)
+    images = torch.rand(5, 3, 32, 32)
+    permutations = make_permutation_set(6, n_tiles=9)
+    generator = torch.Generator().manual_seed(0)
+    tiles, labels = jigsaw_tiles(images, permutations, grid=3, jitter=0, generator=generator)
+    assert tiles.shape == (5, 9, 3, 8, 8) and labels.shape == (5,)
+    # 32 px, grid 3: cells of 10 px starting at row/col 1; 8 px tiles centred with 1 px slack.
+    expected_top_left = {i: (1 + (i // 3) * 10 + 1, 1 + (i % 3) * 10 + 1) for i in range(9)}
+    ordered = unshuffle(tiles, permutations, labels)
+    for n in range(5):
+        permutation = permutations[labels[n]].tolist()
+        for j in range(9):
+            top, left = expected_top_left[permutation[j]]
+            assert torch.equal(tiles[n, j], images[n, :, top : top + 8, left : left + 8])
+        for i in range(9):
+            top, left = expected_top_left[i]
+            assert torch.equal(ordered[n, i], images[n, :, top : top + 8, left : left + 8])
+
+
+def test_jigsaw_labels_decode_to_the_permutation_and_jitter_stays_in_the_cell():
+    images = coordinate_images(60, 32)
+    permutations = make_permutation_set(4, n_tiles=9)
+    generator = torch.Generator().manual_seed(1)
+    tiles, labels = jigsaw_tiles(images, permutations, generator=generator)
+    assert set(labels.tolist()) == {0, 1, 2, 3}
+    shifts = set()
+    for n in range(60):
+        for j in range(9):
+            position = int(permutations[labels[n], j])
+            top, left = top_left_of(tiles[n, j])
+            nominal_top, nominal_left = 2 + (position // 3) * 10, 2 + (position % 3) * 10
+            assert abs(top - nominal_top) <= 1 and abs(left - nominal_left) <= 1
+            shifts.update({top - nominal_top, left - nominal_left})
+            assert torch.equal(tiles[n, j], images[n, :, top : top + 8, left : left + 8])
+    assert shifts == {-1, 0, 1}
+
+
+def test_jigsaw_tiles_are_reproducible_with_a_generator():
+    images = torch.rand(4, 3, 32, 32)
+    permutations = make_permutation_set(10)
+    first = jigsaw_tiles(images, permutations, generator=torch.Generator().manual_seed(5))
+    second = jigsaw_tiles(images, permutations, generator=torch.Generator().manual_seed(5))
+    assert torch.equal(first[0], second[0]) and torch.equal(first[1], second[1])
+
+
+def test_jigsaw_bad_inputs():
+    images = torch.rand(2, 3, 32, 32)
+    permutations = make_permutation_set(4, n_tiles=9)
+    with pytest.raises(ValueError, match=r"tile_size.*cell = .* = 10 px.*grid\*tile_size = 33"):
+        jigsaw_tiles(images, permutations, tile_size=11)
+    with pytest.raises(ValueError, match="smaller grid"):
+        jigsaw_tiles(torch.rand(2, 3, 2, 2), permutations, grid=3)
+    with pytest.raises(ValueError, match="jitter 2 moves a tile"):
+        jigsaw_tiles(images, permutations, tile_size=8, jitter=2)
+    with pytest.raises(ValueError, match=r"\(P, 4\)"):
+        jigsaw_tiles(images, permutations, grid=2)
+    with pytest.raises(ValueError, match="permutation of 0..8"):
+        jigsaw_tiles(images, torch.zeros(3, 9, dtype=torch.long))

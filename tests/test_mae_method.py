@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from sslbook.generative import MAEDecoder, TinyViT, random_masking
+from sslbook.masking import random_masking
+from sslbook.vit import MAEDecoder, TinyViT
 from sslbook.methods.mae import MaskedAutoencoder, nearest_visible_prediction
 from sslbook.train import Batch
 
@@ -153,7 +154,7 @@ def test_bad_shapes_stop_with_a_clear_message():
     with pytest.raises(ValueError, match="MAEDecoder\\(encoder_dim=16\\)"):
         MaskedAutoencoder(TinyViT(image_size=16, embed_dim=16, depth=1),
                           MAEDecoder(encoder_dim=32, image_size=16, patch_size=4, decoder_dim=8, depth=1))
-    with pytest.raises(ValueError, match="must be a sslbook.generative.TinyViT"):
+    with pytest.raises(ValueError, match="must be a sslbook.vit.TinyViT"):
         MaskedAutoencoder(torch.nn.Linear(3, 3))
     with pytest.raises(ValueError, match=r"TinyViT was built for \(3, 16, 16\) images"):
         small_method().training_loss(make_batch(size=32))

@@ -1,11 +1,13 @@
-"""Tests of sslbook.memory_bank: the InstDisc memory bank, checked entry by entry with plain Python."""
+"""Tests of sslbook.memory_bank (the InstDisc memory bank, checked entry by entry with plain Python) and of
+InstDisc's proximal term (sslbook.losses.instdisc_proximal_term)."""
 
 import math
 
 import pytest
 import torch
 
-from sslbook.memory_bank import MemoryBank, proximal_term
+from sslbook.losses import instdisc_proximal_term
+from sslbook.memory_bank import MemoryBank
 
 
 def unit(v: list[float]) -> list[float]:
@@ -110,14 +112,14 @@ def test_proximal_term_matches_a_loop():
     generator = torch.Generator().manual_seed(3)
     fresh, stored = torch.randn(4, 3, generator=generator), torch.randn(4, 3, generator=generator)
     expected = sum(sum((a - b) ** 2 for a, b in zip(f, s)) for f, s in zip(fresh.tolist(), stored.tolist())) / 4
-    torch.testing.assert_close(proximal_term(fresh, stored, 2.5).item(), 2.5 * expected, rtol=1e-5, atol=1e-6)
-    assert proximal_term(fresh, stored, 0.0).item() == 0.0
+    torch.testing.assert_close(instdisc_proximal_term(fresh, stored, 2.5).item(), 2.5 * expected, rtol=1e-5, atol=1e-6)
+    assert instdisc_proximal_term(fresh, stored, 0.0).item() == 0.0
 
 
 def test_proximal_term_gradient_reaches_only_the_fresh_features():
     fresh = torch.tensor([[1.0, 0.0]], requires_grad=True)
     stored = torch.tensor([[0.0, 1.0]], requires_grad=True)
-    proximal_term(fresh, stored, 1.0).backward()
+    instdisc_proximal_term(fresh, stored, 1.0).backward()
     torch.testing.assert_close(fresh.grad, torch.tensor([[2.0, -2.0]]))  # d/dv ||v - s||^2 = 2 (v - s)
     assert stored.grad is None
 
@@ -165,6 +167,6 @@ def test_bad_sizes_are_refused():
     with pytest.raises(ValueError, match="bank index out of range"):
         bank.sample_negatives(1, 5, exclude=torch.tensor([3]))
     with pytest.raises(ValueError, match="lambd must be a number >= 0"):
-        proximal_term(torch.ones(1, 2), torch.ones(1, 2), -1.0)
+        instdisc_proximal_term(torch.ones(1, 2), torch.ones(1, 2), -1.0)
     with pytest.raises(ValueError, match=r"fresh and stored must both have shape \(B, d\)"):
-        proximal_term(torch.ones(2, 2), torch.ones(1, 2), 1.0)
+        instdisc_proximal_term(torch.ones(2, 2), torch.ones(1, 2), 1.0)

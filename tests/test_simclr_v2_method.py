@@ -8,9 +8,9 @@ from torch import nn
 
 from sslbook.augment import augment, make_views
 from sslbook.data import ImageData
-from sslbook.losses import nt_xent
+from sslbook.losses import distillation_loss, nt_xent
 from sslbook.methods.simclr_v2 import (Distillation, HeadLayerEncoder, SimCLRv2, classification_accuracy,
-                                       classifier, distillation_loss, fine_tuning_cifar, labelled_fraction)
+                                       classifier, fine_tuning_cifar, labelled_fraction)
 from sslbook.methods.supervised import Supervised
 from sslbook.networks import SmallCNN
 from sslbook.train import Batch, TrainConfig, train

@@ -1,4 +1,4 @@
-"""Noise-contrastive estimation and its descendants: NCE, InfoNCE, and instance discrimination.
+"""Noise-contrastive estimation and its descendants: NCE, InfoNCE (CPC's too), and instance discrimination.
 """
 import math
 import numbers
@@ -6,10 +6,9 @@ import numbers
 import torch
 import torch.nn.functional as F
 
-from ..checks import check_batch_size as _check_batch, check_ndim as _check_ndim, check_pair as _check_pair
-from ..checks import check_positive as _check_positive, check_tau_plus as _check_tau_plus
+from ..checks import check_ndim as _check_ndim, check_positive as _check_positive
 
-__all__ = ['nce_loss', 'info_nce', 'instdisc_nce_loss']
+__all__ = ['nce_loss', 'nce_logit', 'info_nce', 'instdisc_nce_loss', 'instdisc_proximal_term']
 
 
 # Noise contrastive estimation (Gutmann & Hyvarinen 2010):
@@ -28,44 +27,80 @@ def nce_loss(logits_data: torch.Tensor, logits_noise: torch.Tensor) -> torch.Ten
     return -F.logsigmoid(logits_data).mean() - F.logsigmoid(-logits_noise).mean()
 
 
+# NCE's logit (Gutmann & Hyvarinen 2010): h(x) = sigmoid(G(x)) is the probability that x came
+# from the data rather than the noise, with
+#   G(x) = log p_m(x; theta) - log(nu p_n(x)),   nu = (noise samples) / (data samples).
+def nce_logit(log_model: torch.Tensor, log_noise: torch.Tensor, nu: float = 1.0) -> torch.Tensor:
+    """The logit G(x) of NCE's logistic regression (Gutmann & Hyvarinen, 2010).
+
+    log_model: log p_m(x; theta), the model's (unnormalised) log-density at x.
+    log_noise: log p_n(x), the noise log-density at the same points (same shape).
+    nu: the ratio nu of noise to data samples. Feed G of the data points and of
+    the noise points to ``nce_loss`` (which weighs the data and noise terms
+    equally, the objective of Gutmann & Hyvarinen for nu = 1).
+    """
+    if log_model.shape != log_noise.shape:
+        raise ValueError(
+            f"log_model and log_noise must have the same shape, got {tuple(log_model.shape)} and "
+            f"{tuple(log_noise.shape)}; evaluate both densities at the same points"
+        )
+    if not nu > 0:
+        raise ValueError(f"nu must be > 0, got {nu}; pass the ratio of noise to data samples, such as 1.0")
+    return log_model - log_noise - math.log(nu)
+
+
 # InfoNCE (van den Oord, Li & Vinyals 2018):
 #   L_InfoNCE = - E[ log exp(f(x)^T f(x+)) / ( exp(f(x)^T f(x+)) + sum_{i=1..N} exp(f(x)^T f(x-_i)) ) ]
-# with every score divided by a temperature.
+# with every score divided by a temperature. CPC's candidate set: the negatives of a prediction are the
+# true futures of the other predictions of its set.
 def info_nce(
-    query: torch.Tensor, positive: torch.Tensor, negatives: torch.Tensor, temperature: float = 1.0
+    query: torch.Tensor, positive: torch.Tensor, negatives: torch.Tensor | None = None, temperature: float = 1.0
 ) -> torch.Tensor:
     """InfoNCE loss of CPC (van den Oord, Li & Vinyals, 2018).
 
-    query: (N, D) anchors f(x) (or the context c). positive: (N, D) f(x+).
-    negatives: (N, K, D), K negatives f(x-_i) per query, or (K, D) shared by all
-    queries. Scores are plain dot products divided by temperature (no
-    normalisation: normalise the inputs first for cosine scores).
-    Returns the mean over the N queries.
+    query: (N, D) anchors f(x) (CPC: the predictions W_k c_t). positive: (N, D) f(x+) (CPC: the true
+    futures z_{t+k}). negatives: (N, K, D), K negatives f(x-_i) per query; (K, D), shared by all
+    queries; or None, CPC's candidate set: the negatives of query a are the positives of the other
+    N-1 queries. query and positive may have leading dimensions, (G, N, D): G separate sets of N
+    (negatives then (G, N, K, D), (K, D) or None). Scores are plain dot products divided by
+    temperature (no normalisation: normalise the inputs first for cosine scores).
+    Returns the mean over all queries.
     """
-    _check_pair(query, positive, "query", "positive")
-    _check_positive(temperature, "temperature", "1.0")
-    if negatives.ndim not in (2, 3) or negatives.shape[-1] != query.shape[1]:
+    if query.ndim < 2 or query.shape != positive.shape:
         raise ValueError(
-            f"negatives must have shape (N, K, D) or (K, D) with D={query.shape[1]}, got "
+            f"query and positive must have the same shape (N, D) or (G, N, D), got {tuple(query.shape)} and "
+            f"{tuple(positive.shape)}; pass one row per query in both, paired by row index"
+        )
+    _check_positive(temperature, "temperature", "1.0")
+    n_queries = query.shape[-2]
+    if negatives is None:
+        if n_queries < 2:
+            raise ValueError(f"without negatives, the other queries' positives are the negatives: need N >= 2 "
+                             f"queries, got N={n_queries}; pass more rows or the negatives")
+        logits = query @ positive.transpose(-1, -2) / temperature  # the positive of query a in column a
+        targets = torch.arange(n_queries, device=query.device).expand(logits.shape[:-1])
+        return F.cross_entropy(logits.flatten(0, -2), targets.flatten())
+    per_query = negatives.ndim == query.ndim + 1
+    if negatives.ndim != 2 and not per_query or negatives.shape[-1] != query.shape[-1]:
+        raise ValueError(
+            f"negatives must have shape (N, K, D) or (K, D) with D={query.shape[-1]}, got "
             f"{tuple(negatives.shape)}; stack the negatives along a K dimension"
         )
-    if negatives.ndim == 3 and negatives.shape[0] != query.shape[0]:
+    if per_query and negatives.shape[:-2] != query.shape[:-1]:
         raise ValueError(
-            f"per-query negatives must have N={query.shape[0]} rows like query, got "
-            f"{negatives.shape[0]}; pass shape (N, K, D), or (K, D) to share them"
+            f"per-query negatives must have N={n_queries} rows like query, got "
+            f"{negatives.shape[-3]}; pass shape (N, K, D), or (K, D) to share them"
         )
     if negatives.shape[-2] == 0:
         raise ValueError("negatives holds K=0 negatives, so the loss is trivially 0; pass at least one negative")
-    positive_scores = (query * positive).sum(dim=1, keepdim=True)
-    if negatives.ndim == 2:
-        negative_scores = query @ negatives.T
+    positive_scores = (query * positive).sum(dim=-1, keepdim=True)
+    if per_query:
+        negative_scores = torch.einsum("...nd,...nkd->...nk", query, negatives)
     else:
-        negative_scores = torch.einsum("nd,nkd->nk", query, negatives)
-    logits = torch.cat([positive_scores, negative_scores], dim=1) / temperature
-    targets = torch.zeros(query.shape[0], dtype=torch.long, device=query.device)
-    return F.cross_entropy(logits, targets)
-
-
+        negative_scores = query @ negatives.T
+    logits = torch.cat([positive_scores, negative_scores], dim=-1) / temperature
+    targets = torch.zeros(logits.shape[:-1], dtype=torch.long, device=query.device)
+    return F.cross_entropy(logits.flatten(0, -2), targets.flatten())
 
 
 # Instance discrimination with NCE (Wu, Xiong, Yu & Lin 2018):
@@ -85,7 +120,7 @@ def instdisc_nce_loss(
     uniformly (P_n = 1/n_data). n_data: n, the size of the memory bank.
     normaliser: Z > 0, the partition function (a Monte Carlo estimate,
     Z ~ n_data * mean exp(score)). The proximal term lambda ||v^(t) - v^(t-1)||^2
-    is handled by the memory-bank code, not here. Returns the mean over N of
+    is ``instdisc_proximal_term``, added by the method. Returns the mean over N of
     -(log h(i, v_i) + sum over the M noise samples of log(1 - h(i, v'))).
     """
     _check_ndim(scores_positive, "scores_positive", 1, "(N,)")
@@ -111,3 +146,24 @@ def instdisc_nce_loss(
     log_p_noise = scores_noise - log_z
     log_not_h_noise = log_m_noise - torch.logaddexp(log_p_noise, torch.full_like(log_p_noise, log_m_noise))
     return -(log_h_positive + log_not_h_noise.sum(dim=1)).mean()
+
+
+# InstDisc's proximal regularisation (Wu, Xiong, Yu & Lin 2018), the lambda term of L_InstDisc above:
+#   lambda ||v_i^{(t)} - v_i^{(t-1)}||_2^2
+def instdisc_proximal_term(fresh: torch.Tensor, stored: torch.Tensor, lambd: float) -> torch.Tensor:
+    """Proximal regularisation of InstDisc (Wu, Xiong, Yu & Lin, 2018), the mean over i.
+
+    fresh: (B, d) the features v_i^(t) computed now (gradient flows through them).
+    stored: (B, d) their memory-bank entries v_i^(t-1) from the previous visit (detached here).
+    lambd: lambda >= 0, the weight; 0 switches the term off.
+    The term keeps each image's feature from jumping between visits, which damps
+    the oscillation of a task with a single example per class.
+    """
+    if isinstance(lambd, bool) or not isinstance(lambd, numbers.Real) or not lambd >= 0:
+        raise ValueError(f"lambd must be a number >= 0, got {lambd!r}; pass e.g. 30.0, or 0 to switch the term off")
+    if fresh.ndim != 2 or fresh.shape != stored.shape:
+        raise ValueError(
+            f"fresh and stored must both have shape (B, d), got {tuple(fresh.shape)} and {tuple(stored.shape)}; "
+            "pass the fresh features and bank.lookup(indices) of the same images"
+        )
+    return lambd * (fresh - stored.detach()).pow(2).sum(dim=1).mean()

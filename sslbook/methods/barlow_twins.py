@@ -13,9 +13,11 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ..augment import ViewRecipe, byol_cifar, make_views
+from ..augment import ViewRecipe, byol_cifar, make_views, simclr_cifar
+from ..checks import check_non_negative
 from ..losses import barlow_twins_loss, cross_correlation
 from ..networks import projection_mlp
+from ..runs import MethodEntry, per_profile
 
 
 class BarlowTwins(nn.Module):
@@ -35,8 +37,7 @@ class BarlowTwins(nn.Module):
     def __init__(self, encoder: nn.Module, projection_dim: int = 512, hidden_dim: int = 512, lambd: float = 5e-3,
                  recipe: ViewRecipe | Sequence[ViewRecipe] | None = None, head_layers: int = 3):
         super().__init__()
-        if not lambd >= 0:
-            raise ValueError(f"lambd must be >= 0, got {lambd}; pass a small weight such as 5e-3")
+        check_non_negative(lambd, "lambd", "5e-3")
         self.encoder = encoder  # f(.)
         self.projector = projection_mlp(encoder.feature_dim, hidden_dim, projection_dim, head_layers)  # g(.)
         self.lambd = lambd
@@ -72,3 +73,18 @@ class BarlowTwins(nn.Module):
         c = cross_correlation(self.project(view_a).float(), self.project(view_b).float())
         self.train(was_training)
         return c
+
+
+def build(profile, train_data, *, projection_dim: int, hidden_dim: int, lambd: float) -> BarlowTwins:
+    return BarlowTwins(profile.encoder(), projection_dim=projection_dim, hidden_dim=hidden_dim, lambd=lambd,
+                       recipe=simclr_cifar())
+
+
+ENTRY = MethodEntry(
+    name="barlow_twins", title="Barlow Twins", family="contrastive", chapter="book/contrastive/barlow_twins.ipynb",
+    order=15, summary="Barlow Twins: cross-correlation of two views towards the identity (Zbontar et al. 2021)",
+    build=build,
+    settings=per_profile(quick=dict(projection_dim=512, hidden_dim=512, lambd=0.02),
+                         full=dict(projection_dim=2048, hidden_dim=2048, lambd=5e-3)),
+    training=per_profile(quick=dict(epochs=10)),
+)

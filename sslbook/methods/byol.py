@@ -16,13 +16,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..augment import ViewRecipe, byol_cifar, make_views
+from ..checks import check_unit_interval as _check_unit_interval
 from ..losses import byol_loss
 from ..networks import projection_mlp
-
-
-def _check_unit_interval(value: float, name: str, example: str) -> None:
-    if not (isinstance(value, (int, float)) and 0.0 <= value <= 1.0):
-        raise ValueError(f"{name} must lie in [0, 1], got {value!r}; pass a value such as {example}")
+from ..runs import MethodEntry, per_profile
 
 
 def cosine_decay_rate(progress: float, tau_base: float) -> float:
@@ -116,3 +113,19 @@ class BYOL(nn.Module):
         self.tau = cosine_decay_rate(progress, self.tau_base) if self.cosine_schedule else self.tau_base
         ema_update(self.target_encoder, self.encoder, self.tau)
         ema_update(self.target_projector, self.projector, self.tau)
+
+
+def build(profile, train_data, *, projection_dim: int, hidden_dim: int, tau_base: float, cosine_schedule: bool,
+          use_predictor: bool) -> BYOL:
+    return BYOL(profile.encoder(), projection_dim=projection_dim, hidden_dim=hidden_dim, tau_base=tau_base,
+                cosine_schedule=cosine_schedule, use_predictor=use_predictor, recipes=byol_cifar())
+
+
+ENTRY = MethodEntry(
+    name="byol", title="BYOL", family="contrastive", chapter="book/contrastive/byol.ipynb", order=14,
+    summary="BYOL: online predictor against an EMA target, no negatives (Grill et al. 2020)",
+    build=build,
+    settings=per_profile(dict(tau_base=0.99, cosine_schedule=True, use_predictor=True),
+                         quick=dict(projection_dim=128, hidden_dim=256), full=dict(projection_dim=256, hidden_dim=4096)),
+    training=per_profile(quick=dict(epochs=6)),
+)

@@ -18,8 +18,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..augment import ViewRecipe, augment
+from ..checks import check_positive
+from ..colour import rgb_to_lab
 from ..losses import cmc_loss
-from ..pretext import rgb_to_lab
+from ..networks import make_encoder
+from ..runs import MethodEntry, per_profile
 
 LAB_VIEWS = {"L": 1, "ab": 2}  # view name -> number of channels
 
@@ -86,8 +89,7 @@ class CMC(nn.Module):
     def __init__(self, l_backbone: nn.Module, ab_backbone: nn.Module, embedding_dim: int = 128,
                  temperature: float = 0.07, recipe: ViewRecipe | None = None):
         super().__init__()
-        if not temperature > 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}; pass a positive temperature such as 0.07")
+        check_positive(temperature, "temperature", "0.07")
         self.l_encoder = LabViewEncoder(l_backbone, "L")
         self.ab_encoder = LabViewEncoder(ab_backbone, "ab")
         self.l_head = nn.Linear(self.l_encoder.feature_dim, embedding_dim)
@@ -111,3 +113,18 @@ class CMC(nn.Module):
         images = augment(batch.images, self.recipe, batch.generator)
         z_l, z_ab = self.embed(images)
         return cmc_loss(z_l, z_ab, self.temperature)
+
+
+def build(profile, train_data, *, embedding_dim: int, temperature: float) -> CMC:
+    l_backbone, ab_backbone = (make_encoder(profile.backbone, **{**profile.backbone_options, "in_channels": channels})
+                               for channels in (LAB_VIEWS["L"], LAB_VIEWS["ab"]))
+    return CMC(l_backbone, ab_backbone, embedding_dim=embedding_dim, temperature=temperature, recipe=cmc_cifar())
+
+
+ENTRY = MethodEntry(
+    name="cmc", title="CMC", family="contrastive", chapter="book/contrastive/cmc.ipynb", order=17,
+    summary="CMC: contrasting the L and ab views of Lab images (Tian et al. 2019)",
+    build=build,
+    settings=per_profile(dict(embedding_dim=128, temperature=0.1)),
+    training=per_profile(quick=dict(epochs=10)),
+)

@@ -17,20 +17,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from ..generative import (
-    CONTEXT_ENCODER_ADVERSARIAL_WEIGHT,
-    CONTEXT_ENCODER_RECONSTRUCTION_WEIGHT,
-    ContextDiscriminator,
-    ConvAutoencoder,
-    adversarial_discriminator_loss,
-    adversarial_generator_loss,
-    apply_mask,
-    centre_mask,
-    context_encoder_joint_loss,
-    masked_reconstruction_loss,
-    random_block_masks,
-)
-from .dae import AutoencoderFeatures
+from ..autoencoder import AutoencoderFeatures, ConvAutoencoder
+from ..checks import check_positive_int, unit_float
+from ..losses import (adversarial_discriminator_loss, adversarial_generator_loss, context_encoder_joint_loss,
+                      masked_reconstruction_loss)
+from ..losses.generative import CONTEXT_ENCODER_ADVERSARIAL_WEIGHT, CONTEXT_ENCODER_RECONSTRUCTION_WEIGHT
+from ..masking import apply_mask, centre_mask, random_block_masks
+from ..networks import ContextDiscriminator
+from ..runs import MethodEntry, per_profile
 
 MASK_KINDS = ("centre", "random_blocks")
 
@@ -56,8 +50,7 @@ def harmonic_fill(images: Tensor, mask: Tensor, iterations: int = 200) -> Tensor
         A new tensor like `images`, the hole filled.
     """
     filled = apply_mask(images, mask)  # also checks the images and the mask
-    if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1:
-        raise ValueError(f"iterations must be a positive int, got {iterations!r}; pass 200 for 16x16 holes")
+    check_positive_int(iterations, "iterations", "200")
     hidden = mask.to(images.device).reshape(-1, 1, *images.shape[-2:])
     for _ in range(iterations):
         padded = F.pad(filled, (1, 1, 1, 1), mode="replicate")
@@ -144,7 +137,7 @@ class ContextEncoder(nn.Module):
         return context, self.autoencoder(context)
 
     def training_loss(self, batch) -> dict[str, Tensor | float]:
-        images = batch.images.float() / 255
+        images = unit_float(batch.images)
         n, _, height, width = images.shape
         mask = self.masks(n, height, width, batch.generator, images.device)
         _, prediction = self.inpaint(images, mask)
@@ -166,3 +159,23 @@ class ContextEncoder(nn.Module):
             "adversarial": generator_term.item(),
             "discriminator": discriminator_loss.item(),
         }
+
+
+def build(profile, train_data, *, base_channels: int, mask_kind: str, centre_fraction: float, block_size: int,
+          n_blocks: int, overlap_weight: float | None, adversarial: bool) -> ContextEncoder:
+    return ContextEncoder(ConvAutoencoder(base_channels=base_channels), mask_kind=mask_kind,
+                          centre_fraction=centre_fraction, block_size=block_size, n_blocks=n_blocks,
+                          overlap_weight=overlap_weight, adversarial=adversarial)
+
+
+ENTRY = MethodEntry(
+    name="context_encoder", title="Context Encoder", family="generative",
+    chapter="book/generative/context_encoder.ipynb", order=19,
+    summary="Context Encoder: inpainting the central region (Pathak et al. 2016)",
+    build=build,
+    settings=per_profile(dict(mask_kind="centre", centre_fraction=0.25, block_size=8, n_blocks=4,
+                              overlap_weight=10.0, adversarial=False),
+                         quick=dict(base_channels=32), full=dict(base_channels=64)),
+    training=per_profile(quick=dict(epochs=12),
+                         full=dict(epochs=100, optimizer="adamw", lr=1e-3, weight_decay=1e-4, warmup_epochs=5)),
+)

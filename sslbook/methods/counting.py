@@ -10,15 +10,50 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..augment import ViewRecipe, augment
+from ..checks import check_float_images, check_positive, check_positive_int, unit_float
 from ..losses import counting_loss
-from ..pretext import count_views
+from ..runs import MethodEntry, per_profile
+
+
+def count_views(images: torch.Tensor, other_images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The views D∘x, T_i∘x and D∘y of the counting loss (Noroozi et al., 2017).
+
+    D halves the resolution by averaging each 2x2 pixel block (area
+    interpolation; for an exact factor 2 this equals bilinear interpolation with
+    align_corners=False), so that D∘x has the size of one tile. T_1..T_4 are the
+    top-left, top-right, bottom-left and bottom-right quarters of x. y is a
+    different image, the contrastive term of the loss (``sslbook.losses.counting_loss``).
+
+    Args:
+        images: x, float (N, C, H, W) with even H and W.
+        other_images: y, float (N, C, H, W), e.g. x rolled by one along the batch.
+
+    Returns:
+        downsampled_x (N, C, H/2, W/2), tiles_x (N, 4, C, H/2, W/2), downsampled_y (N, C, H/2, W/2).
+    """
+    check_float_images(images)
+    check_float_images(other_images, "other_images")
+    if images.shape != other_images.shape:
+        raise ValueError(
+            f"images and other_images must have the same shape, got {tuple(images.shape)} and "
+            f"{tuple(other_images.shape)}; pass y = x.roll(1, dims=0) for example"
+        )
+    n, channels, height, width = images.shape
+    if height % 2 or width % 2:
+        raise ValueError(
+            f"count_views needs even H and W to cut 2x2 tiles, got {height}x{width}; crop one row/column first"
+        )
+    half_h, half_w = height // 2, width // 2
+    tiles = images.reshape(n, channels, 2, half_h, 2, half_w).permute(0, 2, 4, 1, 3, 5)
+    tiles = tiles.reshape(n, 4, channels, half_h, half_w)
+    return F.avg_pool2d(images, 2), tiles, F.avg_pool2d(other_images, 2)
 
 
 class Counting(nn.Module):
     """The counting pretext task: phi(.) = ReLU(W f(.)) with f the encoder, K non-negative counts.
 
     The paper's counter is AlexNet with a last ReLU layer of K = 1000 counts and margin c = 10;
-    D averages 2x2 pixel blocks (``pretext.count_views``). y is the previous image of the batch
+    D averages 2x2 pixel blocks (``count_views``). y is the previous image of the batch
     (x rolled by one), so every image serves as the contrastive y of another.
 
     Args:
@@ -31,10 +66,8 @@ class Counting(nn.Module):
     def __init__(self, encoder: nn.Module, n_counts: int = 1000, margin: float = 10.0,
                  recipe: ViewRecipe | None = None):
         super().__init__()
-        if n_counts < 1:
-            raise ValueError(f"n_counts (K) must be >= 1, got {n_counts}; pass e.g. 1000 as in the paper")
-        if not margin > 0:
-            raise ValueError(f"margin (c) must be > 0, got {margin}; pass e.g. 10.0 as in the paper")
+        check_positive_int(n_counts, "n_counts", "1000 (K, as in the paper)")
+        check_positive(margin, "margin", "10.0 (c, as in the paper)")
         self.encoder = encoder  # f
         self.counter_head = nn.Linear(encoder.feature_dim, n_counts)  # W
         self.margin = margin
@@ -54,8 +87,22 @@ class Counting(nn.Module):
 
     def training_loss(self, batch) -> dict:
         images = (augment(batch.images, self.recipe, batch.generator) if self.recipe is not None
-                  else batch.images.float() / 255)
+                  else unit_float(batch.images))
         # float32: squared distances of counts lose too much precision in bfloat16
         counts_downsampled, counts_tiles, counts_other = (counts.float() for counts in self.counts_of_views(images))
         loss = counting_loss(counts_downsampled, counts_tiles, counts_other, self.margin)
         return {"loss": loss, "mean total count": counts_downsampled.detach().sum(1).mean().item()}
+
+
+def build(profile, train_data, *, n_counts: int, margin: float, crop_scale: tuple[float, float]) -> Counting:
+    return Counting(profile.encoder(), n_counts=n_counts, margin=margin,
+                    recipe=ViewRecipe(crop_scale=crop_scale, jitter_p=0.0, grayscale_p=0.0))
+
+
+ENTRY = MethodEntry(
+    name="counting", title="Learning to Count", family="pretext tasks", chapter="book/pretext/counting.ipynb",
+    order=5, summary="counting visual primitives: tiles add up to the image (Noroozi et al. 2017)",
+    build=build,
+    settings=per_profile(dict(n_counts=1000, margin=10.0, crop_scale=(0.6, 1.0))),
+    training=per_profile(quick=dict(epochs=6)),
+)

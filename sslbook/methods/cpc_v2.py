@@ -4,7 +4,7 @@ An image x is cut into a grid of overlapping patches; an encoder maps each patch
 to a latent z_{i,j}; a context network g_phi that only looks at rows above and at
 row i gives c_{i,j}; and W_k c_{i,j} predicts the latent k rows below,
 z^_{i+k,j}, scored with InfoNCE against the true z_{i+k,j} and the latents z_l
-of other positions and images (``sslbook.cpc.candidate_logits``).
+of other positions and images (the candidate sets of ``sslbook.predictive_coding``).
 """
 from __future__ import annotations
 
@@ -13,7 +13,20 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..augment import ViewRecipe, augment
-from ..cpc import candidate_logits, check_prediction_steps, identification_accuracy, info_nce_from_logits
+from ..checks import unit_float
+from ..predictive_coding import check_prediction_steps, predictive_coding_loss
+from ..runs import MethodEntry, per_profile
+
+
+def cpc_v2_cifar() -> ViewRecipe:
+    """The augmentation of the whole image before the grid is cut: a horizontal flip only."""
+    return ViewRecipe(crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), jitter_p=0.0, grayscale_p=0.0)
+
+
+def cpc_v2_patch_cifar(patch_size: int = 8) -> ViewRecipe:
+    """The augmentation of every patch on its own: colour jitter (p = 0.8) and grayscale (p = 0.25)."""
+    return ViewRecipe(output_size=patch_size, crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), flip_p=0.0,
+                      jitter_p=0.8, grayscale_p=0.25)
 
 
 def patch_grid(images: torch.Tensor, patch_size: int = 8, stride: int = 4) -> torch.Tensor:
@@ -165,7 +178,7 @@ class CPCv2(nn.Module):
 
     def latents(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """z_{i,j} for every patch of uint8 or [0, 1] images, with the augmentations when set."""
-        x = images.float() / 255 if images.dtype == torch.uint8 else images
+        x = unit_float(images)
         if self.recipe is not None:
             x = augment(x, self.recipe, generator)
         if self.patch_recipe is None:
@@ -202,10 +215,25 @@ class CPCv2(nn.Module):
 
     def training_loss(self, batch) -> dict:
         z = self.latents(batch.images, batch.generator)
-        losses, accuracies = [], []
-        for direction in self.directions:
-            for predicted, target in self.predictions(z, direction):
-                logits = candidate_logits(predicted, target, self.n_candidates, batch.generator)
-                losses.append(info_nce_from_logits(logits))
-                accuracies.append(identification_accuracy(logits))
-        return {"loss": torch.stack(losses).mean(), "accuracy": torch.stack(accuracies).mean().item()}
+        pairs = [pair for direction in self.directions for pair in self.predictions(z, direction)]
+        output = predictive_coding_loss(pairs, self.n_candidates, batch.generator)
+        return {"loss": output["loss"], "accuracy": output["accuracy"].item()}
+
+
+def build(profile, train_data, *, context_dim: int, n_context_blocks: int, prediction_steps: tuple[int, ...],
+          n_candidates: int, directions: tuple[str, ...]) -> CPCv2:
+    return CPCv2(profile.encoder(), context_dim=context_dim, n_context_blocks=n_context_blocks,
+                 prediction_steps=prediction_steps, n_candidates=n_candidates, directions=directions,
+                 recipe=cpc_v2_cifar(), patch_recipe=cpc_v2_patch_cifar())
+
+
+ENTRY = MethodEntry(
+    name="cpc_v2", title="CPC v2", family="contrastive", chapter="book/contrastive/cpc_v2.ipynb", order=7,
+    summary="CPC v2: InfoNCE prediction of patch latents in four directions (Henaff et al. 2019)",
+    build=build,
+    settings=per_profile(dict(prediction_steps=(2, 3, 4), directions=("down", "up", "right", "left")),
+                         quick=dict(context_dim=64, n_context_blocks=1, n_candidates=128),
+                         full=dict(context_dim=256, n_context_blocks=2, n_candidates=256)),
+    training=per_profile(quick=dict(epochs=3, batch_size=32, lr=5e-3),
+                         full=dict(optimizer="adamw", lr=1e-3, weight_decay=1e-4)),  # CPC v2 trains with Adam
+)

@@ -15,50 +15,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..generative import CORRUPTION_KINDS, ConvAutoencoder, corrupt
-
-
-class AutoencoderFeatures(nn.Module):
-    """The encoder f_theta of a `ConvAutoencoder` as an evaluation encoder.
-
-    Takes float images in [0, 1] (N, 3, H, W) and returns the globally pooled
-    code (N, feature_dim), `ConvAutoencoder.features`. It holds the autoencoder
-    itself, so training the method trains these features.
-    """
-
-    def __init__(self, autoencoder: ConvAutoencoder) -> None:
-        super().__init__()
-        if not isinstance(autoencoder, ConvAutoencoder):
-            raise ValueError(
-                f"autoencoder must be a sslbook.generative.ConvAutoencoder, got {type(autoencoder).__name__}; "
-                "build one with ConvAutoencoder(base_channels=32)"
-            )
-        self.autoencoder = autoencoder
-        self.feature_dim = autoencoder.feature_dim
-
-    def forward(self, images: Tensor) -> Tensor:
-        return self.autoencoder.features(images)
-
-
-def denoising_loss(reconstruction: Tensor, clean: Tensor) -> Tensor:
-    """Squared reconstruction error L(x, z) = ||x - z||^2 of the denoising autoencoder (Vincent et al., 2008).
-
-    Averaged over every pixel, channel and image, so the scale does not depend
-    on the image size. The target is the clean x, never the corrupted input x~.
-
-    Args:
-        reconstruction: z = g_theta'(f_theta(x~)), float (N, C, H, W).
-        clean: x, float (N, C, H, W) in [0, 1].
-
-    Returns:
-        Scalar loss.
-    """
-    if reconstruction.shape != clean.shape:
-        raise ValueError(
-            f"reconstruction and clean images must have the same shape, got {tuple(reconstruction.shape)} "
-            f"and {tuple(clean.shape)}; decode back to the input size"
-        )
-    return F.mse_loss(reconstruction, clean)
+from ..autoencoder import AutoencoderFeatures, ConvAutoencoder
+from ..checks import unit_float
+from ..losses import denoising_loss
+from ..masking import CORRUPTION_KINDS, corrupt
+from ..runs import MethodEntry, per_profile
 
 
 def neighbour_average_fill(corrupted: Tensor) -> Tensor:
@@ -97,7 +58,7 @@ class DenoisingAutoencoder(nn.Module):
         autoencoder: the network g_theta'(f_theta(.)); a fresh
             ConvAutoencoder(base_channels=32) when None.
         corruption: the kind of q_D, one of "gaussian", "masking",
-            "salt_and_pepper" (see `sslbook.generative.corrupt`).
+            "salt_and_pepper" (see `sslbook.masking.corrupt`).
         level: nu, the noise strength: standard deviation for "gaussian",
             fraction of pixels for the other kinds.
     """
@@ -124,10 +85,25 @@ class DenoisingAutoencoder(nn.Module):
         return corrupt(images, self.corruption, self.level, generator)
 
     def training_loss(self, batch) -> dict[str, Tensor | float]:
-        clean = batch.images.float() / 255
+        clean = unit_float(batch.images)
         corrupted = self.corrupt(clean, batch.generator)
         reconstruction = self.autoencoder(corrupted)
         loss = denoising_loss(reconstruction, clean)
         with torch.no_grad():
             corrupted_error = denoising_loss(corrupted, clean)
         return {"loss": loss, "corrupted_error": corrupted_error.item()}
+
+
+def build(profile, train_data, *, base_channels: int, corruption: str, level: float) -> DenoisingAutoencoder:
+    return DenoisingAutoencoder(ConvAutoencoder(base_channels=base_channels), corruption=corruption, level=level)
+
+
+ENTRY = MethodEntry(
+    name="dae", title="Denoising autoencoder", family="generative", chapter="book/generative/dae.ipynb", order=18,
+    summary="denoising autoencoder: reconstructing masked pixels (Vincent et al. 2008)",
+    build=build,
+    settings=per_profile(dict(corruption="masking", level=0.75), quick=dict(base_channels=32),
+                         full=dict(base_channels=64)),
+    training=per_profile(quick=dict(epochs=16),
+                         full=dict(epochs=100, optimizer="adamw", lr=1e-3, weight_decay=1e-4, warmup_epochs=5)),
+)

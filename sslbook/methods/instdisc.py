@@ -14,12 +14,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..augment import ViewRecipe, augment
-from ..losses import instdisc_nce_loss
-from ..memory_bank import MemoryBank, check_momentum, proximal_term
+from ..checks import check_non_negative, check_positive, check_positive_int
+from ..losses import instdisc_nce_loss, instdisc_proximal_term
+from ..memory_bank import MemoryBank, check_momentum
+from ..runs import MethodEntry, per_profile
 
 
 def instdisc_cifar() -> ViewRecipe:
-    """The paper's augmentation: random resized crop (0.2, 1), grayscale p = 0.2, colour jitter 0.4, flip."""
+    """The paper's augmentation: random resized crop (0.2, 1), grayscale p = 0.2, colour jitter 0.4, flip.
+
+    InvaSpread's CIFAR-10 script (Ye et al., 2019, official code) draws the same one.
+    """
     return ViewRecipe(crop_scale=(0.2, 1.0), jitter_p=1.0, brightness=0.4, contrast=0.4, saturation=0.4, hue=0.4,
                       grayscale_p=0.2)
 
@@ -50,12 +55,9 @@ class InstDisc(nn.Module):
                  temperature: float = 0.07, momentum: float = 0.5, proximal_weight: float = 0.0,
                  recipe: ViewRecipe | None = None, seed: int = 0):
         super().__init__()
-        if not temperature > 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}; pass a positive temperature such as 0.07")
-        if isinstance(n_noise, bool) or not isinstance(n_noise, int) or n_noise < 1:
-            raise ValueError(f"n_noise (M) must be a positive int, got {n_noise!r}; pass e.g. 4096")
-        if not proximal_weight >= 0:
-            raise ValueError(f"proximal_weight must be >= 0, got {proximal_weight}; pass e.g. 0 or 30")
+        check_positive(temperature, "temperature", "0.07")
+        check_positive_int(n_noise, "n_noise", "4096")
+        check_non_negative(proximal_weight, "proximal_weight", "0 or 30")
         check_momentum(momentum)
         self.encoder = encoder  # f(.)
         # The paper's fc layer to 128-d, followed here by a BatchNorm that centres the embeddings over the batch.
@@ -86,8 +88,25 @@ class InstDisc(nn.Module):
             scores = torch.cat([scores_positive[:, None], scores_noise], dim=1).detach()
             self.normaliser.fill_(scores.exp().mean().item() * self.bank.n_data)
         nce = instdisc_nce_loss(scores_positive, scores_noise, self.bank.n_data, self.normaliser)
-        proximal = proximal_term(fresh, stored, self.proximal_weight)
+        proximal = instdisc_proximal_term(fresh, stored, self.proximal_weight)
         bank_cosine = (fresh.detach() * stored).sum(dim=1).mean()  # how far the stored entries lag behind
         self.bank.update(indices, fresh, self.momentum)
         return {"loss": nce + proximal, "nce": nce.item(), "proximal": proximal.item(),
                 "bank_cosine": bank_cosine.item()}
+
+
+def build(profile, train_data, *, embedding_dim: int, n_noise: int, temperature: float, momentum: float,
+          proximal_weight: float) -> InstDisc:
+    return InstDisc(profile.encoder(), n_data=len(train_data), embedding_dim=embedding_dim, n_noise=n_noise,
+                    temperature=temperature, momentum=momentum, proximal_weight=proximal_weight,
+                    recipe=instdisc_cifar())
+
+
+ENTRY = MethodEntry(
+    name="instdisc", title="InstDisc", family="contrastive", chapter="book/contrastive/instdisc.ipynb", order=16,
+    summary="InstDisc: instance discrimination against a memory bank (Wu et al. 2018)",
+    build=build,
+    settings=per_profile(dict(embedding_dim=128, n_noise=4096, temperature=0.2, momentum=0.5,
+                              proximal_weight=10.0)),
+    training=per_profile(quick=dict(epochs=20)),
+)

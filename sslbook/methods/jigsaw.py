@@ -1,8 +1,8 @@
 """Jigsaw Puzzle (Noroozi & Favaro 2016): shuffle nine tiles, classify which permutation was applied.
 
-The image is cut into a 3x3 grid of tiles with gaps (``sslbook.pretext.jigsaw_tiles``);
+The image is cut into a 3x3 grid of tiles with gaps (``jigsaw_tiles``);
 the tiles are shuffled by one permutation out of a fixed set of P permutations
-chosen for large Hamming distance (``sslbook.pretext.make_permutation_set``), and
+chosen for large Hamming distance (``make_permutation_set``), and
 the index of that permutation is the label. The network is the paper's
 "context-free network": one shared encoder f(.) sees each tile on its own, the
 nine tile features are concatenated in the order the tiles are presented, and an
@@ -16,11 +16,225 @@ is what transfers to other tasks.
 """
 from __future__ import annotations
 
+import functools
+import itertools
+import math
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..pretext import jigsaw_tiles, unshuffle
+from ..checks import check_float_images, check_non_negative, unit_float
+from ..patch_sampling import crop_square_patches, random_ints
+from ..runs import MethodEntry, per_profile
+
+_MAX_TILES_TO_ENUMERATE = 9
+
+
+@functools.lru_cache(maxsize=None)
+def _all_permutations_by_position(n_tiles: int) -> np.ndarray:
+    """All n_tiles! permutations in lexicographic order, stored position-major: (n_tiles, n_tiles!) uint8."""
+    return np.ascontiguousarray(np.array(list(itertools.permutations(range(n_tiles))), dtype=np.uint8).T)
+
+
+def min_hamming_distance(permutations: torch.Tensor) -> int:
+    """Smallest Hamming distance between two rows of a permutation set (P, n_tiles), P >= 2.
+
+    The Hamming distance of two permutations is the number of positions where they
+    differ; Noroozi & Favaro (2016) report it for each permutation set they try.
+    """
+    if permutations.ndim != 2 or permutations.shape[0] < 2:
+        raise ValueError(
+            f"permutations must be a (P, n_tiles) tensor with P >= 2, got shape {tuple(permutations.shape)}; "
+            "pass a set built by make_permutation_set"
+        )
+    distances = (permutations[:, None, :] != permutations[None, :, :]).sum(-1)
+    distances.fill_diagonal_(permutations.shape[1] + 1)
+    return int(distances.min())
+
+
+def make_permutation_set(
+    n_permutations: int = 100,
+    n_tiles: int = 9,
+    min_hamming: int | None = None,
+    seed: int = 0,
+    criterion: str = "min",
+) -> torch.Tensor:
+    """Greedy permutation set with large Hamming distances (Noroozi & Favaro, 2016, Algorithm 1).
+
+    Start from one permutation drawn uniformly (seeded by ``seed``) out of all
+    n_tiles! permutations; then repeatedly add the not yet chosen permutation that
+    is farthest from the chosen set, ties going to the lexicographically first.
+    "Farthest" is, with ``criterion="min"``, the largest minimum Hamming distance
+    to the chosen set (max-min, which directly pushes up the set's minimum
+    distance); with ``criterion="mean"`` it is the largest summed distance, which is
+    what Algorithm 1 of the paper writes (D_bar = 1^T D). A running distance vector
+    over all n_tiles! candidates is updated once per added permutation: O(P n_tiles!).
+
+    Args:
+        n_permutations: P, the number of classes of the jigsaw task (the paper: 100 to 1000).
+        n_tiles: number of tiles (9 for the 3x3 puzzle); at most 9 so that n_tiles! stays enumerable.
+        min_hamming: if given, every pair of chosen permutations must differ in at least
+            this many positions; raises ValueError when the greedy set stops short of P.
+        seed: seed of the random first permutation.
+        criterion: "min" (max-min distance) or "mean" (the paper's summed distance).
+
+    Returns:
+        LongTensor (P, n_tiles) on the CPU; row p is the permutation with label p.
+        Report its minimum distance with ``min_hamming_distance``.
+    """
+    if not 2 <= n_tiles <= _MAX_TILES_TO_ENUMERATE:
+        raise ValueError(
+            f"n_tiles must lie in [2, {_MAX_TILES_TO_ENUMERATE}] (all n_tiles! permutations are enumerated), "
+            f"got {n_tiles}; use a 2x2 or 3x3 grid (4 or 9 tiles)"
+        )
+    n_candidates = math.factorial(n_tiles)
+    if not 1 <= n_permutations <= n_candidates:
+        raise ValueError(
+            f"n_permutations must lie in [1, {n_tiles}! = {n_candidates}], got {n_permutations}; "
+            f"lower n_permutations or use more tiles"
+        )
+    if criterion not in ("min", "mean"):
+        raise ValueError(f"criterion must be 'min' or 'mean', got {criterion!r}; pass 'min' (max-min distance)")
+    if min_hamming is not None and not 1 <= min_hamming <= n_tiles:
+        raise ValueError(
+            f"min_hamming must lie in [1, n_tiles={n_tiles}], got {min_hamming}; pass a distance such as {n_tiles - 1}"
+        )
+
+    # NumPy, single-threaded: these many small passes over 9! entries run far
+    # faster than torch's multi-threaded kernels on a busy CPU.
+    candidates = _all_permutations_by_position(n_tiles)
+    generator = torch.Generator().manual_seed(seed)
+    chosen = [int(torch.randint(n_candidates, (1,), generator=generator))]
+    min_distance = np.full(n_candidates, n_tiles, dtype=np.int16)
+    summed_distance = np.zeros(n_candidates, dtype=np.int32)
+    is_chosen = np.zeros(n_candidates, dtype=bool)
+    while True:
+        newest = chosen[-1]
+        is_chosen[newest] = True
+        distance_to_newest = np.zeros(n_candidates, dtype=np.int16)
+        for position in range(n_tiles):
+            distance_to_newest += candidates[position] != candidates[position, newest]
+        np.minimum(min_distance, distance_to_newest, out=min_distance)
+        summed_distance += distance_to_newest
+        if len(chosen) == n_permutations:
+            break
+        score = min_distance if criterion == "min" else summed_distance
+        best = int(np.where(is_chosen, -1, score).argmax())
+        if min_hamming is not None and min_distance[best] < min_hamming:
+            raise ValueError(
+                f"the greedy selection (criterion={criterion!r}, seed={seed}) finds only {len(chosen)} permutations "
+                f"of {n_tiles} tiles with pairwise Hamming distance >= {min_hamming}, but {n_permutations} were "
+                f"asked for; lower min_hamming or n_permutations (at most {len(chosen)})"
+            )
+        chosen.append(best)
+    return torch.from_numpy(candidates[:, chosen].T.astype(np.int64))
+
+
+def _check_permutations(permutations: torch.Tensor, n_tiles: int) -> None:
+    if permutations.ndim != 2 or permutations.shape[1] != n_tiles:
+        raise ValueError(
+            f"permutations must have shape (P, grid*grid) = (P, {n_tiles}), got {tuple(permutations.shape)}; "
+            f"build them with make_permutation_set(n_tiles={n_tiles})"
+        )
+    identity = torch.arange(n_tiles, device=permutations.device)
+    if not (permutations.sort(dim=1).values == identity).all():
+        raise ValueError(
+            f"every row of permutations must be a permutation of 0..{n_tiles - 1}; "
+            "build them with make_permutation_set"
+        )
+
+
+def jigsaw_tiles(
+    images: torch.Tensor,
+    permutations: torch.Tensor,
+    grid: int = 3,
+    tile_size: int | None = None,
+    jitter: int | None = None,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Shuffled jigsaw tiles and the index of their permutation (Noroozi & Favaro, 2016).
+
+    The image is divided into grid x grid cells of cell = (H // grid) x (W // grid)
+    pixels (the central grid*cell block; for CIFAR 32x32 and grid 3: the central
+    30x30, cells of 10 px). Inside each cell a square tile of ``tile_size`` pixels
+    is cut, centred and then shifted by a random integer in [-jitter, jitter] per
+    axis and per tile: neighbouring tiles are on average cell - tile_size pixels
+    apart (at least cell - tile_size - 2 * jitter) and their edges do not line up,
+    which removes low-level shortcuts such as continuing lines. Each image draws a
+    label uniformly from the P permutations and its tiles are shuffled by it.
+
+    Convention: tiles[n, j] is the tile cut at original (row-major) position
+    permutations[labels[n], j]. ``unshuffle`` undoes it.
+
+    Args:
+        images: x, float (N, C, H, W).
+        permutations: the permutation set (P, grid*grid), e.g. from make_permutation_set.
+        grid: tiles per side (3 in the paper).
+        tile_size: tile side in pixels; default min(cell_h, cell_w) - 2 (8 px on CIFAR).
+        jitter: largest random shift per axis; default the full slack (cell - tile_size) // 2.
+        generator: random source of the labels and the shifts.
+
+    Returns:
+        tiles (N, grid*grid, C, tile_size, tile_size) and labels (N,) long.
+    """
+    check_float_images(images)
+    n_tiles = grid * grid
+    _check_permutations(permutations, n_tiles)
+    n, _, height, width = images.shape
+    cell_h, cell_w = height // grid, width // grid
+    cell = min(cell_h, cell_w)
+    if tile_size is None:
+        tile_size = cell - 2
+    if tile_size < 1 or tile_size > cell:
+        raise ValueError(
+            f"tile_size must lie in [1, cell] where cell = min({height}, {width}) // grid {grid} = {cell} px, "
+            f"got tile_size {tile_size} (grid*tile_size = {grid * tile_size} for an image of {height}x{width}); "
+            f"pass tile_size <= {cell}, a smaller grid, or larger images"
+        )
+    slack_h, slack_w = cell_h - tile_size, cell_w - tile_size
+    max_jitter = min(slack_h, slack_w) // 2
+    if jitter is None:
+        jitter = max_jitter
+    check_non_negative(jitter, "jitter", "0 (no jitter)")
+    if jitter > max_jitter:
+        raise ValueError(
+            f"jitter {jitter} moves a tile of {tile_size} px out of its cell of {cell_h}x{cell_w} px "
+            f"(at most (cell - tile_size) // 2 = {max_jitter}); pass jitter <= {max_jitter} or a smaller tile_size"
+        )
+
+    device = images.device
+    position = torch.arange(n_tiles, device=device)
+    cell_top = (height - grid * cell_h) // 2 + (position // grid) * cell_h + slack_h // 2
+    cell_left = (width - grid * cell_w) // 2 + (position % grid) * cell_w + slack_w // 2
+    top = cell_top + random_ints(-jitter, jitter, (n, n_tiles), generator, device)
+    left = cell_left + random_ints(-jitter, jitter, (n, n_tiles), generator, device)
+    image_index = torch.arange(n, device=device).repeat_interleave(n_tiles)
+    ordered = crop_square_patches(images, image_index, top.flatten(), left.flatten(), tile_size)
+    ordered = ordered.reshape(n, n_tiles, *ordered.shape[1:])
+
+    labels = random_ints(0, permutations.shape[0] - 1, (n,), generator, device)
+    order = permutations.to(device=device, dtype=torch.long)[labels]
+    tiles = ordered[torch.arange(n, device=device)[:, None], order]
+    return tiles, labels
+
+
+def unshuffle(tiles: torch.Tensor, permutations: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Put jigsaw tiles back in row-major order: the inverse of the shuffle in ``jigsaw_tiles``.
+
+    Args:
+        tiles: shuffled tiles (N, T, C, t, t) with tiles[n, j] from original position permutations[labels[n], j].
+        permutations: the permutation set (P, T).
+        labels: permutation index per image (N,).
+
+    Returns:
+        ordered (N, T, C, t, t) with ordered[n, i] the tile cut at original position i.
+    """
+    _check_permutations(permutations, tiles.shape[1])
+    order = permutations.to(device=tiles.device, dtype=torch.long)[labels.to(tiles.device)]
+    inverse = order.argsort(dim=1)
+    return tiles[torch.arange(tiles.shape[0], device=tiles.device)[:, None], inverse]
 
 
 class JigsawPuzzle(nn.Module):
@@ -37,11 +251,7 @@ class JigsawPuzzle(nn.Module):
     def __init__(self, encoder: nn.Module, permutations: torch.Tensor, hidden_dim: int = 512, grid: int = 3,
                  tile_size: int | None = None, jitter: int | None = None):
         super().__init__()
-        if permutations.ndim != 2 or permutations.shape[1] != grid * grid:
-            raise ValueError(
-                f"permutations must have shape (P, grid*grid) = (P, {grid * grid}), got {tuple(permutations.shape)}; "
-                f"build them with sslbook.pretext.make_permutation_set(n_tiles={grid * grid})"
-            )
+        _check_permutations(permutations, grid * grid)
         if permutations.shape[0] < 2:
             raise ValueError("the permutation set needs at least 2 permutations to make a classification task; "
                              "pass make_permutation_set(n_permutations=100)")
@@ -72,7 +282,7 @@ class JigsawPuzzle(nn.Module):
         return self.classifier(tile_features.reshape(n, n_tiles * tile_features.shape[1]))
 
     def training_loss(self, batch) -> dict:
-        tiles, labels = self.make_puzzles(batch.images.float() / 255, batch.generator)
+        tiles, labels = self.make_puzzles(unit_float(batch.images), batch.generator)
         logits = self(tiles)
         loss = F.cross_entropy(logits, labels)
         return {"loss": loss, "accuracy": (logits.argmax(1) == labels).float().mean().item()}
@@ -95,10 +305,22 @@ def assemble_tiles(tiles: torch.Tensor, grid: int = 3, gap: int = 1) -> torch.Te
     if tiles.ndim != 5 or tiles.shape[1] != grid * grid:
         raise ValueError(f"tiles must have shape (N, grid^2, C, t, t) = (N, {grid * grid}, C, t, t), "
                          f"got {tuple(tiles.shape)}; pass the output of jigsaw_tiles with the same grid")
-    if gap < 0:
-        raise ValueError(f"gap must be >= 0, got {gap}; pass 0 to lay the tiles edge to edge")
+    check_non_negative(gap, "gap", "0 (tiles edge to edge)")
     n, _, channels, size, _ = tiles.shape
     padded = F.pad(tiles, (0, gap, 0, gap), value=1.0)
     side = grid * (size + gap)
     rows = padded.reshape(n, grid, grid, channels, size + gap, size + gap).permute(0, 3, 1, 4, 2, 5)
     return rows.reshape(n, channels, side, side)[..., :side - gap, :side - gap]
+
+
+def build(profile, train_data, *, n_permutations: int, hidden_dim: int) -> JigsawPuzzle:
+    return JigsawPuzzle(profile.encoder(), make_permutation_set(n_permutations), hidden_dim=hidden_dim)
+
+
+ENTRY = MethodEntry(
+    name="jigsaw", title="Jigsaw Puzzle", family="pretext tasks", chapter="book/pretext/jigsaw.ipynb", order=3,
+    summary="solving 3x3 jigsaw puzzles over 100 permutations (Noroozi and Favaro 2016)",
+    build=build,
+    settings=per_profile(dict(n_permutations=100, hidden_dim=512)),
+    training=per_profile(quick=dict(epochs=30)),
+)

@@ -17,7 +17,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ..generative import MAEDecoder, TinyViT, check_patch_mask, mae_loss, masked_patch_count, patchify, random_masking, unpatchify
+from ..checks import unit_float
+from ..losses import mae_loss
+from ..masking import check_patch_mask, masked_patch_count, random_masking
+from ..patches import patch_mean_and_std, patchify, unpatchify
+from ..runs import MethodEntry, per_profile
+from ..vit import MAEDecoder, TinyViT
 
 
 def nearest_visible_prediction(patches: Tensor, mask: Tensor, grid_size: int) -> Tensor:
@@ -72,7 +77,7 @@ class MaskedAutoencoder(nn.Module):
         encoder = encoder if encoder is not None else TinyViT()
         if not isinstance(encoder, TinyViT):
             raise ValueError(
-                f"encoder must be a sslbook.generative.TinyViT (MAE encodes visible patches only), got "
+                f"encoder must be a sslbook.vit.TinyViT (MAE encodes visible patches only), got "
                 f"{type(encoder).__name__}; pass TinyViT(patch_size=4)"
             )
         if decoder is None:
@@ -116,7 +121,7 @@ class MaskedAutoencoder(nn.Module):
         return self.decoder(tokens, restore_indices), patchify(images, self.encoder.patch_size), mask
 
     def training_loss(self, batch) -> Tensor:
-        images = batch.images.float() / 255
+        images = unit_float(batch.images)
         predicted, target, mask = self.predict(images, generator=batch.generator)
         return mae_loss(predicted, target, mask, self.normalize_target)
 
@@ -139,8 +144,7 @@ class MaskedAutoencoder(nn.Module):
         """
         predicted, target, mask = self.predict(images, mask_ratio, generator)
         if self.normalize_target:
-            mean = target.mean(dim=-1, keepdim=True)
-            std = (target.var(dim=-1, keepdim=True) + 1e-6).sqrt()
+            mean, std = patch_mean_and_std(target)
             predicted = predicted * std + mean
         hidden = mask[..., None]
         height, width = images.shape[-2:]
@@ -148,3 +152,23 @@ class MaskedAutoencoder(nn.Module):
         masked_input = unpatchify(torch.where(hidden, torch.full_like(target, 0.5), target), p, height, width)
         reconstruction = unpatchify(torch.where(hidden, predicted, target), p, height, width)
         return masked_input, reconstruction.clamp(0.0, 1.0), mask
+
+
+def build(profile, train_data, *, image_size: int, patch_size: int, embed_dim: int, depth: int, num_heads: int,
+          decoder_dim: int, decoder_depth: int, mask_ratio: float, normalize_target: bool) -> MaskedAutoencoder:
+    encoder = TinyViT(image_size=image_size, patch_size=patch_size, embed_dim=embed_dim, depth=depth,
+                      num_heads=num_heads)
+    return MaskedAutoencoder(encoder, mask_ratio=mask_ratio, normalize_target=normalize_target,
+                             decoder_dim=decoder_dim, decoder_depth=decoder_depth)
+
+
+ENTRY = MethodEntry(
+    name="mae", title="MAE", family="generative", chapter="book/generative/mae.ipynb", order=20,
+    summary="MAE: a ViT reconstructing 75% hidden patches (He et al. 2022)",
+    build=build,
+    settings=per_profile(dict(image_size=32, patch_size=4, mask_ratio=0.75, normalize_target=True),
+                         quick=dict(embed_dim=96, depth=3, num_heads=4, decoder_dim=64, decoder_depth=1),
+                         full=dict(embed_dim=192, depth=6, num_heads=6, decoder_dim=128, decoder_depth=4)),
+    training=per_profile(quick=dict(epochs=8),
+                         full=dict(epochs=200, optimizer="adamw", lr=3e-4, weight_decay=0.05, warmup_epochs=10)),
+)

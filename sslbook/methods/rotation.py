@@ -19,7 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..pretext import rotate_batch
+from ..checks import check_float_images, check_positive_int, unit_float
+from ..runs import MethodEntry, per_profile
 
 
 def _check_quarter_turns(quarter_turns: Sequence[int]) -> None:
@@ -36,7 +37,7 @@ def rotation_task(images: torch.Tensor,
     """The rotated copies g(X | y) of every image and their labels y (Gidaris et al., 2018).
 
     Every image X appears once per rotation in ``quarter_turns`` (counter-clockwise
-    multiples of 90 degrees, built by ``sslbook.pretext.rotate_batch``); the label of
+    multiples of 90 degrees, ``torch.rot90(x, k, dims=(-2, -1))``); the label of
     a copy is the position of its rotation in ``quarter_turns``, so that the task is a
     K-way classification with K = len(quarter_turns).
 
@@ -49,11 +50,16 @@ def rotation_task(images: torch.Tensor,
         images[n] turned by quarter_turns[k] * 90 degrees, labels[k*N + n] = k.
     """
     _check_quarter_turns(quarter_turns)
-    all_rotations, _ = rotate_batch(images)
-    n = images.shape[0]
-    chosen = all_rotations.unflatten(0, (4, n))[list(quarter_turns)].flatten(0, 1)
-    labels = torch.arange(len(quarter_turns), device=images.device).repeat_interleave(n)
-    return chosen, labels
+    check_float_images(images)
+    height, width = images.shape[-2:]
+    if height != width:
+        raise ValueError(
+            f"rotation_task needs square images so that all rotations share one shape, got {height}x{width}; "
+            "crop or resize the images to a square first"
+        )
+    rotated = torch.cat([torch.rot90(images, k, dims=(-2, -1)) for k in quarter_turns])
+    labels = torch.arange(len(quarter_turns), device=images.device).repeat_interleave(images.shape[0])
+    return rotated, labels
 
 
 class RotationPrediction(nn.Module):
@@ -76,7 +82,7 @@ class RotationPrediction(nn.Module):
         return self.head(self.encoder(images))
 
     def training_loss(self, batch) -> dict:
-        rotated, labels = rotation_task(batch.images.float() / 255, self.quarter_turns)
+        rotated, labels = rotation_task(unit_float(batch.images), self.quarter_turns)
         logits = self(rotated)
         loss = F.cross_entropy(logits, labels)
         accuracy = (logits.argmax(1) == labels).float().mean()
@@ -101,8 +107,7 @@ def stage_features(encoder: nn.Module, images: torch.Tensor, grid: int = 2,
     Returns:
         one float32 CPU tensor (N, channels_b * grid^2) per block, first block first.
     """
-    if grid < 1:
-        raise ValueError(f"grid must be >= 1, got {grid}; pass 1 for global pooling or 2 for a 2x2 grid")
+    check_positive_int(grid, "grid", "2 (1 for global pooling)")
     if not hasattr(encoder, "forward_stages"):
         raise ValueError(f"{type(encoder).__name__} has no forward_stages(x); pass a backbone from sslbook.networks")
     device = next(encoder.parameters()).device
@@ -110,8 +115,7 @@ def stage_features(encoder: nn.Module, images: torch.Tensor, grid: int = 2,
     encoder.eval()
     per_stage: list[list[torch.Tensor]] = []
     for start in range(0, len(images), batch_size):
-        batch = images[start:start + batch_size].to(device)
-        batch = batch.float() / 255 if batch.dtype == torch.uint8 else batch
+        batch = unit_float(images[start:start + batch_size].to(device))
         maps = encoder.forward_stages(batch)
         if not per_stage:
             per_stage = [[] for _ in maps]
@@ -119,3 +123,16 @@ def stage_features(encoder: nn.Module, images: torch.Tensor, grid: int = 2,
             chunks.append(F.adaptive_avg_pool2d(feature_map, grid).flatten(1).float().cpu())
     encoder.train(was_training)
     return [torch.cat(chunks) for chunks in per_stage]
+
+
+def build(profile, train_data, *, quarter_turns: tuple[int, ...]) -> RotationPrediction:
+    return RotationPrediction(profile.encoder(), quarter_turns)
+
+
+ENTRY = MethodEntry(
+    name="rotation", title="Rotation", family="pretext tasks", chapter="book/pretext/rotation.ipynb", order=6,
+    summary="predicting which of four rotations was applied (Gidaris et al. 2018)",
+    build=build,
+    settings=per_profile(dict(quarter_turns=(0, 1, 2, 3))),
+    training=per_profile(quick=dict(epochs=4)),
+)

@@ -16,9 +16,12 @@ import copy
 import torch
 from torch import nn
 
-from ..augment import ViewRecipe, augment
+from ..augment import ViewRecipe, augment, simclr_cifar
+from ..checks import check_positive
 from ..data import ImageData, balanced_subset
 from ..evaluate import extract_features
+from ..losses import distillation_loss
+from ..runs import MethodEntry, per_profile
 from .simclr import SimCLR
 
 
@@ -52,33 +55,6 @@ class HeadLayerEncoder(nn.Module):
         return self.head_layer(self.encoder(images))
 
 
-# SimCLRv2 self-distillation (Chen et al. 2020b, equation 2):
-#   L_distill = - sum_{x_i in D} [ sum_y P^T(y|x_i; tau) log P^S(y|x_i; tau) ]
-#   P(y|x_i; tau) = exp(f^task(x_i)[y] / tau) / sum_{y'} exp(f^task(x_i)[y'] / tau)
-def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
-                      temperature: float = 1.0) -> torch.Tensor:
-    """SimCLRv2's distillation loss (Chen et al., 2020b), averaged over the images.
-
-    student_logits: (N, C) f^task(x_i) of the student S; teacher_logits: (N, C) of the
-    teacher T (the caller detaches them); temperature: tau, which softens both
-    distributions. Returns the mean over i of the cross-entropy
-    -sum_y P^T(y|x_i; tau) log P^S(y|x_i; tau).
-    """
-    for name, logits in (("student_logits", student_logits), ("teacher_logits", teacher_logits)):
-        if logits.ndim != 2:
-            raise ValueError(f"{name} must have shape (N, C), got {tuple(logits.shape)}; pass one row of "
-                             "class scores per image")
-    if student_logits.shape != teacher_logits.shape:
-        raise ValueError(f"student_logits and teacher_logits must have the same shape, got "
-                         f"{tuple(student_logits.shape)} and {tuple(teacher_logits.shape)}; score the same "
-                         "images over the same classes with both networks")
-    if not temperature > 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}; pass a positive temperature such as 1.0")
-    teacher_probabilities = torch.softmax(teacher_logits / temperature, dim=1)  # P^T(y|x_i; tau)
-    student_log_probabilities = torch.log_softmax(student_logits / temperature, dim=1)  # log P^S(y|x_i; tau)
-    return -(teacher_probabilities * student_log_probabilities).sum(dim=1).mean()
-
-
 class Distillation(nn.Module):
     """SimCLRv2's distillation step: train ``student`` to match a frozen ``teacher`` on unlabelled images.
 
@@ -90,8 +66,7 @@ class Distillation(nn.Module):
     def __init__(self, teacher: nn.Module, student: nn.Module, temperature: float = 1.0,
                  recipe: ViewRecipe | None = None):
         super().__init__()
-        if not temperature > 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}; pass a positive temperature such as 1.0")
+        check_positive(temperature, "temperature", "1.0")
         self.teacher = teacher
         for parameter in self.teacher.parameters():
             parameter.requires_grad_(False)
@@ -137,3 +112,18 @@ def classification_accuracy(network: nn.Module, data: ImageData) -> float:
     """Top-1 accuracy (in %) of a network from images to logits on ``data``."""
     logits = extract_features(network, data.images)
     return 100.0 * (logits.argmax(dim=1) == data.labels.cpu()).float().mean().item()
+
+
+def build(profile, train_data, *, projection_dim: int, hidden_dim: int, temperature: float) -> SimCLRv2:
+    return SimCLRv2(profile.encoder(), projection_dim=projection_dim, hidden_dim=hidden_dim, temperature=temperature,
+                    recipe=simclr_cifar())
+
+
+ENTRY = MethodEntry(
+    name="simclr_v2", title="SimCLRv2", family="contrastive", chapter="book/contrastive/simclr_v2.ipynb", order=13,
+    summary="SimCLRv2 pre-training with the three-layer head (Chen et al. 2020b)",
+    build=build,
+    settings=per_profile(dict(projection_dim=128, temperature=0.5), quick=dict(hidden_dim=256),
+                         full=dict(hidden_dim=2048)),
+    training=per_profile(quick=dict(epochs=8)),
+)

@@ -1,0 +1,32 @@
+"""Where the book's files go: checkpoints, results and classroom copies, never into the package.
+
+The working folder is the book's folder when the current folder lies inside one (the nearest folder
+above that holds ``_toc.yml``, so every chapter of a clone shares one ``checkpoints/``), else the
+current folder itself (a Colab session, a package installed from a wheel). The variables
+``SSLBOOK_CHECKPOINTS`` and ``SSLBOOK_RESULTS`` name other folders.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+CHECKPOINTS_ENV = "SSLBOOK_CHECKPOINTS"
+RESULTS_ENV = "SSLBOOK_RESULTS"
+
+
+def book_folder(start: Path | None = None) -> Path | None:
+    """The nearest folder at or above ``start`` (default: the current folder) that holds ``_toc.yml``."""
+    start = (start or Path.cwd()).resolve()
+    return next((folder for folder in (start, *start.parents) if (folder / "_toc.yml").is_file()), None)
+
+
+def working_folder() -> Path:
+    return book_folder() or Path.cwd()
+
+
+def checkpoints_dir() -> Path:
+    return Path(os.environ.get(CHECKPOINTS_ENV) or working_folder() / "checkpoints")
+
+
+def results_base() -> Path:
+    return Path(os.environ.get(RESULTS_ENV) or working_folder() / "results")
