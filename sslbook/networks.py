@@ -105,12 +105,10 @@ def make_encoder(backbone: str, **kwargs) -> nn.Module:
     return BACKBONES[backbone](**kwargs)
 
 
-def projection_mlp(in_dim: int, hidden_dim: int, out_dim: int, n_layers: int = 2,
-                   last_batch_norm: bool = False) -> nn.Sequential:
+def projection_mlp(in_dim: int, hidden_dim: int, out_dim: int, n_layers: int = 2) -> nn.Sequential:
     """The MLP head g(.) of SimCLR: (Linear, BN, ReLU) x (n_layers - 1), then Linear.
 
-    ``n_layers=3`` gives SimCLRv2's deeper head; ``last_batch_norm`` adds a BN
-    without affine parameters after the last layer (Barlow Twins, SimCLRv2).
+    ``n_layers=3`` gives SimCLRv2's deeper head.
     """
     if n_layers < 1:
         raise ValueError(f"n_layers must be at least 1, got {n_layers}")
@@ -119,9 +117,7 @@ def projection_mlp(in_dim: int, hidden_dim: int, out_dim: int, n_layers: int = 2
     for _ in range(n_layers - 1):
         layers += [nn.Linear(dim, hidden_dim, bias=False), nn.BatchNorm1d(hidden_dim), nn.ReLU(inplace=True)]
         dim = hidden_dim
-    layers.append(nn.Linear(dim, out_dim, bias=not last_batch_norm))
-    if last_batch_norm:
-        layers.append(nn.BatchNorm1d(out_dim, affine=False))
+    layers.append(nn.Linear(dim, out_dim))
     return nn.Sequential(*layers)
 
 

@@ -32,8 +32,9 @@ class Profile:
     batch_size: int
     data_set: str = "cifar10"
 
-    def encoder(self) -> nn.Module:
-        return make_encoder(self.backbone, **self.backbone_options)
+    def encoder(self, in_channels: int = 3) -> nn.Module:
+        """The profile's backbone, for images of ``in_channels`` channels (1 for L, 2 for ab of Lab)."""
+        return make_encoder(self.backbone, **{**self.backbone_options, "in_channels": in_channels})
 
     def load_data(self, root=None, seed: int = 0) -> tuple[ImageData, ImageData]:
         """The profile's training and test sets, as class-balanced subsets where it asks for them."""

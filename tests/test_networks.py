@@ -25,7 +25,7 @@ def test_normalize_uses_cifar_statistics():
 
 
 def test_projection_heads():
-    head = networks.projection_mlp(16, 32, 8, n_layers=3, last_batch_norm=True)
+    head = networks.projection_mlp(16, 32, 8, n_layers=3)
     assert sum(isinstance(m, torch.nn.Linear) for m in head) == 3
     assert head(torch.randn(4, 16)).shape == (4, 8)
     with pytest.raises(ValueError, match="n_layers must be at least 1"):

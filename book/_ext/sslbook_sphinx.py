@@ -1,4 +1,8 @@
-"""Sphinx settings of the book that a configuration value cannot express.
+"""Sphinx settings of the book that a configuration value cannot express, and its one directive.
+
+``run-times`` (on the instructors' page) writes the table of each chapter's run time from the
+measured times in ``results/notebook-times-quick.json`` (written by ``bash .ci/run``), with each
+chapter's title and number of exercises read from the notebook itself: nothing in it is kept by hand.
 
 Sphinx reads (and myst-nb executes) documents in alphabetical order; the book reads them in the
 order of ``_toc.yml``, so that the comparison chapters run after the chapters whose saved
@@ -13,8 +17,13 @@ sphinx-book-theme leaves the colour mode empty until a reader picks one (it has 
 default), which pydata-sphinx-theme's script reports as a console error on a first visit ("Got
 invalid theme mode"); the book starts such a visit in "auto", the mode the theme falls back to.
 """
+import json
 import re
 from pathlib import Path
+
+from docutils import nodes
+from docutils.parsers.rst import Directive
+from docutils.statemachine import StringList
 
 START_IN_AUTO_MODE = 'if (!document.documentElement.dataset.mode) { document.documentElement.dataset.mode = "auto"; }'
 
@@ -37,7 +46,41 @@ def drop_repeated_scripts(app, pagename, templatename, context, doctree):
     context["script_files"] = scripts
 
 
+TIMES_FILE = "results/notebook-times-quick.json"
+
+
+class RunTimes(Directive):
+    """A table: chapter, measured quick-profile time, number of exercises; then the times' source."""
+
+    def run(self):
+        source = Path(self.state.document.settings.env.srcdir)
+        times_path = source / TIMES_FILE
+        self.state.document.settings.env.note_dependency(str(times_path))
+        measured = json.loads(times_path.read_text()) if times_path.is_file() else {}
+        toc = re.findall(r"file:\s*([^\s#]+)", (source / "_toc.yml").read_text())
+        rows = []
+        for entry in toc:
+            notebook = source / f"{entry}.ipynb"
+            if not notebook.is_file():
+                continue
+            cells = json.loads(notebook.read_text())["cells"]
+            text = "".join("".join(cell["source"]) for cell in cells if cell["cell_type"] == "markdown")
+            title = re.search(r"^# (.+)$", text, re.MULTILINE).group(1).strip()
+            seconds = measured.get(f"{entry}.ipynb")
+            time = "not measured yet" if seconds is None else f"{seconds:.0f} s"
+            rows.append(f"| {{doc}}`{title} </{entry}>` | {time} | {text.count('{exercise}')} |")
+        markdown = ["| chapter | quick profile, 2 CPU cores | exercises |", "|---|---|---|", *rows]
+        if measured:
+            markdown += ["", f"All {len(measured)} notebooks together: {sum(measured.values()) / 60:.0f} minutes."]
+        else:
+            markdown += ["", f"No measured times yet: `{TIMES_FILE}` is written by `bash .ci/run`."]
+        table = nodes.container()  # the page is MyST Markdown, so the nested text is parsed as MyST
+        self.state.nested_parse(StringList(markdown, source=str(times_path)), self.content_offset, table)
+        return [table]
+
+
 def setup(app):
+    app.add_directive("run-times", RunTimes)
     app.connect("env-before-read-docs", read_in_toc_order)
     app.add_js_file(None, body=START_IN_AUTO_MODE, priority=100)
     app.connect("html-page-context", drop_repeated_scripts)

@@ -14,7 +14,6 @@ from ..augment import ViewRecipe, augment
 from ..checks import check_positive, check_positive_int, check_unit_interval, unit_float
 from ..colour import lab_to_rgb, rgb_to_lab, srgb_cube_surface
 from ..losses import colorization_loss
-from ..networks import make_encoder
 from ..runs import MethodEntry, per_profile
 
 
@@ -366,7 +365,7 @@ def build(profile, train_data, *, step: float, lam: float, smoothing_sigma: floa
     centres = ab_bin_centres(step=step)
     counts = ab_bin_counts(train_data.images, centres, step=step)
     weights = rebalancing_weights(counts, lam=lam, centres=centres, sigma=smoothing_sigma)  # rare colours weigh more
-    encoder = make_encoder(profile.backbone, **{**profile.backbone_options, "in_channels": 1})  # sees L only
+    encoder = profile.encoder(in_channels=1)  # sees L only
     # geometric augmentation only: the colours are the labels
     recipe = ViewRecipe(crop_scale=crop_scale, jitter_p=0.0, grayscale_p=0.0)
     return Colorization(encoder, centres, weights, target_size=target_size, hidden_dim=hidden_dim, sigma=sigma, k=k,
