@@ -106,7 +106,7 @@ def _evaluate(args) -> dict:
     method = entry.build(profile, train_data, **{**entry.settings_in(profile), **metadata.get("settings", {})})
     method.load_state_dict(state["method"])
     method.to(profile.device)
-    scores = evaluate(entry.encoder(method), train_data, test_data, simclr_cifar())
+    scores = evaluate(method.encoder, train_data, test_data, simclr_cifar())
     return {"method": metadata["method"], "epoch": state["epoch"], **scores}
 
 

@@ -49,7 +49,6 @@ class MethodEntry:
     build: Callable[..., nn.Module]  # build(profile, train_data, **settings) -> method
     settings: dict[str, dict]  # profile name -> keyword arguments of ``build``
     training: dict[str, dict] = dataclasses.field(default_factory=dict)  # profile -> TrainConfig fields
-    encoder: Callable[[nn.Module], nn.Module] = lambda method: method.encoder  # the features evaluated
 
     def settings_in(self, profile: Profile) -> dict:
         return dict(self.settings.get(profile.name, {}))
@@ -71,9 +70,8 @@ class Run:
 
     @property
     def encoder(self) -> nn.Module:
-        from .registry import get
-
-        return get(self.name).encoder(self.method)
+        """The network whose features are evaluated: every method's ``encoder``."""
+        return self.method.encoder
 
     @property
     def fingerprint(self) -> str:
@@ -131,7 +129,8 @@ def _plain(value):
 def _tensor_digest(tensor: torch.Tensor) -> str:
     shape = tuple(tensor.shape)
     flat = tensor.detach().cpu().contiguous().reshape(-1)
-    return hashlib.sha256(flat.view(torch.uint8).numpy().tobytes() + repr((flat.dtype, shape)).encode()).hexdigest()[:16]
+    digest = hashlib.sha256(flat.view(torch.uint8).numpy().tobytes() + repr((flat.dtype, shape)).encode())
+    return digest.hexdigest()[:16]
 
 
 def describe_run(method: nn.Module, config: TrainConfig, data: ImageData) -> dict[str, str]:

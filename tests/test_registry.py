@@ -52,13 +52,13 @@ def test_every_method_module_has_an_entry(methods):
 
 @pytest.mark.parametrize("name", sorted(registry.METHODS))
 def test_entry_takes_a_training_step_and_encodes(name, methods, train_data):
-    method, spec = methods[name], registry.METHODS[name]
+    method = methods[name]
     indices = torch.arange(0, N_TRAINING_IMAGES, 16)  # 8 positions in the training set (memory banks use them)
     batch = Batch(train_data.images[indices], train_data.labels[indices], indices, torch.Generator().manual_seed(1))
     output = method.training_loss(batch)
     loss = output if isinstance(output, torch.Tensor) else output["loss"]
     assert loss.ndim == 0 and torch.isfinite(loss)
-    features = extract_features(spec.encoder(method), torch.rand(4, 3, 32, 32))
+    features = extract_features(method.encoder, torch.rand(4, 3, 32, 32))
     assert features.ndim == 2 and len(features) == 4 and torch.isfinite(features).all()
 
 

@@ -10,8 +10,8 @@ from ..checks import check_batch_size as _check_batch, check_ndim as _check_ndim
 from ..checks import check_non_negative as _check_non_negative, check_positive as _check_positive
 from ..checks import check_tau_plus as _check_tau_plus
 
-__all__ = ['nt_xent', 'align_loss', 'uniform_loss', 'debiased_nt_xent', 'hard_negative_nt_xent', 'invaspread_loss', 'cmc_loss',
-           'simclr_negative_mask', 'false_negative_mask', 'oracle_nt_xent', 'hard_negative_weights']
+__all__ = ["nt_xent", "align_loss", "uniform_loss", "debiased_nt_xent", "hard_negative_nt_xent", "invaspread_loss",
+           "cmc_loss", "simclr_negative_mask", "false_negative_mask", "oracle_nt_xent", "hard_negative_weights"]
 
 
 # ---------------------------------------------------------------------------

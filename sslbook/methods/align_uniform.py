@@ -5,11 +5,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..augment import ViewRecipe, simclr_cifar
+from ..augment import ViewRecipe
 from ..checks import check_non_negative, check_positive
 from ..losses import align_loss, uniform_loss
 from ..runs import MethodEntry, per_profile
-from .simclr import SimCLR
+from .simclr import SimCLR, on_simclr_views
 
 
 class AlignUniform(SimCLR):
@@ -38,15 +38,11 @@ class AlignUniform(SimCLR):
                 "align": alignment.item(), "uniform": uniformity.item()}
 
 
-def build(profile, train_data, *, projection_dim: int, hidden_dim: int, alpha: float, t: float, uniformity_weight: float):
-    return AlignUniform(profile.encoder(), projection_dim=projection_dim, hidden_dim=hidden_dim, recipe=simclr_cifar(),
-                        alpha=alpha, t=t, uniformity_weight=uniformity_weight)
-
-
 ENTRY = MethodEntry(
-    name="align_uniform", title="Alignment + uniformity", family="contrastive", chapter="book/contrastive/alignment_uniformity.ipynb", order=8,
+    name="align_uniform", title="Alignment + uniformity", family="contrastive",
+    chapter="book/contrastive/alignment_uniformity.ipynb", order=8,
     summary="L_align + L_uniform as the training objective (Wang and Isola 2020)",
-    build=build,
+    build=on_simclr_views(AlignUniform),
     settings=per_profile(dict(projection_dim=128, alpha=2, t=2, uniformity_weight=1.0), quick=dict(hidden_dim=256),
                          full=dict(hidden_dim=512)),
     training=per_profile(quick=dict(epochs=8)),

@@ -4,11 +4,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..augment import ViewRecipe, simclr_cifar
+from ..augment import ViewRecipe
 from ..checks import check_positive, check_tau_plus
 from ..losses import debiased_nt_xent
 from ..runs import MethodEntry, per_profile
-from .simclr import SimCLR
+from .simclr import SimCLR, on_simclr_views
 
 
 class DebiasedSimCLR(SimCLR):
@@ -31,15 +31,11 @@ class DebiasedSimCLR(SimCLR):
         return debiased_nt_xent(z_i, z_j, self.temperature, self.tau_plus)
 
 
-def build(profile, train_data, *, projection_dim: int, hidden_dim: int, temperature: float, tau_plus: float):
-    return DebiasedSimCLR(profile.encoder(), projection_dim=projection_dim, hidden_dim=hidden_dim, temperature=temperature,
-                          tau_plus=tau_plus, recipe=simclr_cifar())
-
-
 ENTRY = MethodEntry(
-    name="debiased", title="Debiased contrastive", family="contrastive", chapter="book/contrastive/debiased.ipynb", order=9,
+    name="debiased", title="Debiased contrastive", family="contrastive",
+    chapter="book/contrastive/debiased.ipynb", order=9,
     summary="SimCLR with the debiased contrastive loss (Chuang et al. 2020)",
-    build=build,
+    build=on_simclr_views(DebiasedSimCLR),
     settings=per_profile(dict(projection_dim=128, temperature=0.5, tau_plus=0.1), quick=dict(hidden_dim=256),
                          full=dict(hidden_dim=512)),
     training=per_profile(quick=dict(epochs=8)),

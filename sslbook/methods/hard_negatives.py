@@ -4,11 +4,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..augment import ViewRecipe, simclr_cifar
+from ..augment import ViewRecipe
 from ..checks import check_non_negative, check_positive, check_tau_plus
 from ..losses import hard_negative_nt_xent
 from ..runs import MethodEntry, per_profile
-from .simclr import SimCLR
+from .simclr import SimCLR, on_simclr_views
 
 
 class HardNegativeSimCLR(SimCLR):
@@ -32,15 +32,11 @@ class HardNegativeSimCLR(SimCLR):
         return hard_negative_nt_xent(z_i, z_j, self.temperature, self.tau_plus, self.beta)
 
 
-def build(profile, train_data, *, projection_dim: int, hidden_dim: int, temperature: float, tau_plus: float, beta: float):
-    return HardNegativeSimCLR(profile.encoder(), projection_dim=projection_dim, hidden_dim=hidden_dim,
-                              temperature=temperature, tau_plus=tau_plus, beta=beta, recipe=simclr_cifar())
-
-
 ENTRY = MethodEntry(
-    name="hard_negatives", title="Hard negatives", family="contrastive", chapter="book/contrastive/hard_negatives.ipynb", order=10,
+    name="hard_negatives", title="Hard negatives", family="contrastive",
+    chapter="book/contrastive/hard_negatives.ipynb", order=10,
     summary="SimCLR with hard-negative weighting (Robinson et al. 2021)",
-    build=build,
+    build=on_simclr_views(HardNegativeSimCLR),
     settings=per_profile(dict(projection_dim=128, temperature=0.5, tau_plus=0.1, beta=1.0), quick=dict(hidden_dim=256),
                          full=dict(hidden_dim=512)),
     training=per_profile(quick=dict(epochs=8)),

@@ -35,15 +35,19 @@ class SimCLR(nn.Module):
         return self.pair_loss(gather(z_i).float(), gather(z_j).float())
 
 
-def build(profile, train_data, *, projection_dim: int, hidden_dim: int, temperature: float) -> SimCLR:
-    return SimCLR(profile.encoder(), projection_dim=projection_dim, hidden_dim=hidden_dim, temperature=temperature,
-                  recipe=simclr_cifar())
+def on_simclr_views(method_class: type[SimCLR]):
+    """The ``build`` of SimCLR and of each method that keeps its views and encoder: the profile's
+    backbone, SimCLR's CIFAR recipe, and the method's settings as keyword arguments."""
+    def build(profile, train_data, **settings) -> SimCLR:
+        return method_class(profile.encoder(), recipe=simclr_cifar(), **settings)
+
+    return build
 
 
 ENTRY = MethodEntry(
     name="simclr", title="SimCLR", family="contrastive", chapter="book/contrastive/simclr.ipynb", order=12,
     summary="SimCLR: NT-Xent between two augmented views (Chen et al. 2020)",
-    build=build,
+    build=on_simclr_views(SimCLR),
     settings=per_profile(dict(projection_dim=128, temperature=0.5), quick=dict(hidden_dim=256),
                          full=dict(hidden_dim=512)),
     training=per_profile(quick=dict(epochs=16)),
