@@ -21,7 +21,6 @@ from ..augment import ViewRecipe, augment
 from ..checks import check_positive
 from ..colour import rgb_to_lab
 from ..losses import cmc_loss
-from ..networks import make_encoder
 from ..runs import MethodEntry, per_profile
 
 LAB_VIEWS = {"L": 1, "ab": 2}  # view name -> number of channels
@@ -116,8 +115,7 @@ class CMC(nn.Module):
 
 
 def build(profile, train_data, *, embedding_dim: int, temperature: float) -> CMC:
-    l_backbone, ab_backbone = (make_encoder(profile.backbone, **{**profile.backbone_options, "in_channels": channels})
-                               for channels in (LAB_VIEWS["L"], LAB_VIEWS["ab"]))
+    l_backbone, ab_backbone = (profile.encoder(in_channels=LAB_VIEWS[view]) for view in ("L", "ab"))
     return CMC(l_backbone, ab_backbone, embedding_dim=embedding_dim, temperature=temperature, recipe=cmc_cifar())
 
 

@@ -16,13 +16,13 @@ import copy
 import torch
 from torch import nn
 
-from ..augment import ViewRecipe, augment, simclr_cifar
+from ..augment import ViewRecipe, augment
 from ..checks import check_positive
 from ..data import ImageData, balanced_subset
 from ..evaluate import extract_features
 from ..losses import distillation_loss
 from ..runs import MethodEntry, per_profile
-from .simclr import SimCLR
+from .simclr import SimCLR, on_simclr_views
 
 
 class SimCLRv2(SimCLR):
@@ -114,15 +114,11 @@ def classification_accuracy(network: nn.Module, data: ImageData) -> float:
     return 100.0 * (logits.argmax(dim=1) == data.labels.cpu()).float().mean().item()
 
 
-def build(profile, train_data, *, projection_dim: int, hidden_dim: int, temperature: float) -> SimCLRv2:
-    return SimCLRv2(profile.encoder(), projection_dim=projection_dim, hidden_dim=hidden_dim, temperature=temperature,
-                    recipe=simclr_cifar())
-
-
 ENTRY = MethodEntry(
-    name="simclr_v2", title="SimCLRv2", family="contrastive", chapter="book/contrastive/simclr_v2.ipynb", order=13,
+    name="simclr_v2", title="SimCLRv2", family="contrastive", chapter="book/contrastive/simclr_v2.ipynb",
+    order=13,
     summary="SimCLRv2 pre-training with the three-layer head (Chen et al. 2020b)",
-    build=build,
+    build=on_simclr_views(SimCLRv2),
     settings=per_profile(dict(projection_dim=128, temperature=0.5), quick=dict(hidden_dim=256),
                          full=dict(hidden_dim=2048)),
     training=per_profile(quick=dict(epochs=8)),
