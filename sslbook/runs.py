@@ -36,6 +36,11 @@ def per_profile(shared: dict | None = None, *, quick: dict | None = None, full: 
     return {"quick": {**shared, **(quick or {})}, "full": {**shared, **(full or {})}}
 
 
+def extended(settings: dict[str, dict], **shared) -> dict[str, dict]:
+    """Another method's settings per profile, with ``shared`` added in every profile."""
+    return {profile: {**values, **shared} for profile, values in settings.items()}
+
+
 @dataclass(frozen=True)
 class MethodEntry:
     """Everything the book and the command line need to know about one method, kept in its module."""

@@ -8,8 +8,8 @@ from torch import nn
 from ..augment import ViewRecipe
 from ..checks import check_non_negative, check_positive
 from ..losses import align_loss, uniform_loss
-from ..runs import MethodEntry, per_profile
-from .simclr import SimCLR, on_simclr_views
+from ..runs import MethodEntry, extended, per_profile
+from .simclr import SIMCLR_HEAD, SimCLR, on_simclr_views
 
 
 class AlignUniform(SimCLR):
@@ -43,7 +43,6 @@ ENTRY = MethodEntry(
     chapter="book/contrastive/alignment_uniformity.ipynb", order=8,
     summary="L_align + L_uniform as the training objective (Wang and Isola 2020)",
     build=on_simclr_views(AlignUniform),
-    settings=per_profile(dict(projection_dim=128, alpha=2, t=2, uniformity_weight=1.0), quick=dict(hidden_dim=256),
-                         full=dict(hidden_dim=512)),
+    settings=extended(SIMCLR_HEAD, alpha=2, t=2, uniformity_weight=1.0),
     training=per_profile(quick=dict(epochs=8)),
 )

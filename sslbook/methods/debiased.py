@@ -7,8 +7,8 @@ from torch import nn
 from ..augment import ViewRecipe
 from ..checks import check_positive, check_tau_plus
 from ..losses import debiased_nt_xent
-from ..runs import MethodEntry, per_profile
-from .simclr import SimCLR, on_simclr_views
+from ..runs import MethodEntry, extended, per_profile
+from .simclr import SIMCLR_HEAD, SimCLR, on_simclr_views
 
 
 class DebiasedSimCLR(SimCLR):
@@ -36,7 +36,6 @@ ENTRY = MethodEntry(
     chapter="book/contrastive/debiased.ipynb", order=9,
     summary="SimCLR with the debiased contrastive loss (Chuang et al. 2020)",
     build=on_simclr_views(DebiasedSimCLR),
-    settings=per_profile(dict(projection_dim=128, temperature=0.5, tau_plus=0.1), quick=dict(hidden_dim=256),
-                         full=dict(hidden_dim=512)),
+    settings=extended(SIMCLR_HEAD, temperature=0.5, tau_plus=0.1),
     training=per_profile(quick=dict(epochs=8)),
 )

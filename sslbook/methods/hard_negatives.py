@@ -7,8 +7,8 @@ from torch import nn
 from ..augment import ViewRecipe
 from ..checks import check_non_negative, check_positive, check_tau_plus
 from ..losses import hard_negative_nt_xent
-from ..runs import MethodEntry, per_profile
-from .simclr import SimCLR, on_simclr_views
+from ..runs import MethodEntry, extended, per_profile
+from .simclr import SIMCLR_HEAD, SimCLR, on_simclr_views
 
 
 class HardNegativeSimCLR(SimCLR):
@@ -37,7 +37,6 @@ ENTRY = MethodEntry(
     chapter="book/contrastive/hard_negatives.ipynb", order=10,
     summary="SimCLR with hard-negative weighting (Robinson et al. 2021)",
     build=on_simclr_views(HardNegativeSimCLR),
-    settings=per_profile(dict(projection_dim=128, temperature=0.5, tau_plus=0.1, beta=1.0), quick=dict(hidden_dim=256),
-                         full=dict(hidden_dim=512)),
+    settings=extended(SIMCLR_HEAD, temperature=0.5, tau_plus=0.1, beta=1.0),
     training=per_profile(quick=dict(epochs=8)),
 )

@@ -8,7 +8,7 @@ from ..augment import ViewRecipe, make_views, simclr_cifar
 from ..distributed import gather
 from ..losses import nt_xent
 from ..networks import projection_mlp
-from ..runs import MethodEntry, per_profile
+from ..runs import MethodEntry, extended, per_profile
 
 
 class SimCLR(nn.Module):
@@ -44,11 +44,12 @@ def on_simclr_views(method_class: type[SimCLR]):
     return build
 
 
+SIMCLR_HEAD = per_profile(dict(projection_dim=128), quick=dict(hidden_dim=256), full=dict(hidden_dim=512))  # g(.)
+
 ENTRY = MethodEntry(
     name="simclr", title="SimCLR", family="contrastive", chapter="book/contrastive/simclr.ipynb", order=12,
     summary="SimCLR: NT-Xent between two augmented views (Chen et al. 2020)",
     build=on_simclr_views(SimCLR),
-    settings=per_profile(dict(projection_dim=128, temperature=0.5), quick=dict(hidden_dim=256),
-                         full=dict(hidden_dim=512)),
+    settings=extended(SIMCLR_HEAD, temperature=0.5),
     training=per_profile(quick=dict(epochs=16)),
 )
