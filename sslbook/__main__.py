@@ -66,7 +66,7 @@ def _train(args) -> dict | None:
     profile = choose_profile(args.profile, verbose=distributed.rank() == 0)
     train_data, test_data = profile.load_data(args.data)
     run = run_from_arguments(args, profile, train_data)
-    fingerprint, description = runs.run_fingerprint(run.method, run.config, train_data)
+    fingerprint, description = run.fingerprint, run.description
     out = Path(args.out)
     metadata = {"method": args.method, "profile": profile.name, "settings": run.settings,
                 "fingerprint": fingerprint, "description": description}

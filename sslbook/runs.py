@@ -72,19 +72,18 @@ class Run:
     settings: dict  # the keyword arguments the method was built with
     profile: Profile
     data: ImageData
+    fingerprint: str  # of the method as built, before any training (what names its checkpoint)
+    description: dict[str, str]  # what the fingerprint covers, item by item
 
     @property
     def encoder(self) -> nn.Module:
         """The network whose features are evaluated: every method's ``encoder``."""
         return self.method.encoder
 
-    @property
-    def fingerprint(self) -> str:
-        return run_fingerprint(self.method, self.config, self.data)[0]
-
     def load_or_train(self, **options) -> History:
         return load_or_train(self.method, self.data, self.config, self.name, self.profile,
-                             metadata={"settings": self.settings}, **options)
+                             metadata={"settings": self.settings}, identity=(self.fingerprint, self.description),
+                             **options)
 
     def settings_table(self):
         """The run's settings as a Markdown table: the method's, then the training loop's."""
@@ -117,7 +116,7 @@ def method_run(name: str, profile: Profile, train_data: ImageData, **overrides) 
     config = profile.train_config(**training)
     torch.manual_seed(config.seed)
     method = entry.build(profile, train_data, **settings)
-    return Run(name, method, config, settings, profile, train_data)
+    return Run(name, method, config, settings, profile, train_data, *run_fingerprint(method, config, train_data))
 
 
 def _plain(value):
@@ -184,13 +183,14 @@ def checkpoint_path(name: str, profile: Profile, fingerprint: str) -> Path:
 
 
 def load_or_train(method: nn.Module, data: ImageData, config: TrainConfig, name: str, profile: Profile,
-                  metadata: dict | None = None, **options) -> History:
+                  metadata: dict | None = None, identity: tuple[str, dict] | None = None, **options) -> History:
     """Train ``method``, or load the saved run with exactly these settings (its fingerprint).
 
     A run with other settings lives in another file and is never loaded here; delete a file to
-    train that run again.
+    train that run again. ``identity``: the fingerprint and description of ``method`` as built,
+    when they are known already (they must be taken before training changes the weights).
     """
-    fingerprint, description = run_fingerprint(method, config, data)
+    fingerprint, description = identity or run_fingerprint(method, config, data)
     path = checkpoint_path(name, profile, fingerprint)
     if path.exists():
         print(f"Loading the saved run {path.name} (the same method, training settings and data); "

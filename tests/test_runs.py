@@ -87,6 +87,7 @@ def test_a_chapter_with_one_setting_changed_trains_afresh_and_never_loads_the_ol
     def trained(**overrides):
         run = runs.method_run("simclr", profile, data, **{**tiny, **overrides})
         history = run.load_or_train(progress=False)
+        assert (tmp_path / f"simclr-quick-{run.fingerprint}.pt").is_file()  # the run as built, not as trained
         return run, history, capsys.readouterr().out
 
     first, first_history, first_output = trained()
