@@ -24,8 +24,7 @@ def measure(backbone: str, batch_size: int, steps: int, device: torch.device) ->
     torch.manual_seed(0)
     method = SimCLR(make_encoder(backbone), recipe=simclr_cifar()).to(device)
     on_gpu = device.type == "cuda"
-    if on_gpu:
-        method.to(memory_format=torch.channels_last)
+    method.to(memory_format=torch.channels_last)  # as the training loop
     optimizer = torch.optim.SGD(method.parameters(), lr=0.01, momentum=0.9)
     images = torch.randint(0, 256, (batch_size, 3, 32, 32), dtype=torch.uint8, device=device)
     generator = torch.Generator(device=device).manual_seed(0)

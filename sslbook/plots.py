@@ -1,10 +1,14 @@
 """The book's figures: view grids, embeddings, the alignment-uniformity plane, curves, heat maps."""
 from __future__ import annotations
 
+import hashlib
+
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from .paths import checkpoints_dir
 
 
 def as_image(image: torch.Tensor) -> np.ndarray:
@@ -45,15 +49,34 @@ def view_grid(images: torch.Tensor, views: list[torch.Tensor], n_images: int = 8
     return image_grid(rows, titles)
 
 
+def tsne_map(points: np.ndarray, seed: int = 0) -> np.ndarray:
+    """2-D t-SNE coordinates of ``points`` (perplexity 30, PCA initialisation; van der Maaten and Hinton 2008).
+
+    Kept beside the checkpoints under a digest of the points, so the same features (the random-init
+    encoder of every chapter that shares an architecture) are mapped once.
+    """
+    from sklearn.manifold import TSNE
+
+    points = np.ascontiguousarray(points, dtype=np.float32)
+    digest = hashlib.sha256(points.tobytes() + repr((points.shape, seed)).encode()).hexdigest()[:16]
+    path = checkpoints_dir() / f"tsne-{digest}.npy"
+    if path.exists():
+        return np.load(path)
+    embedded = TSNE(n_components=2, init="pca", perplexity=30, random_state=seed).fit_transform(points)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.partial.npy")
+    np.save(temporary, embedded)
+    temporary.replace(path)
+    return embedded
+
+
 def embedding_plot(features: torch.Tensor, labels: torch.Tensor, class_names: list[str], title: str = "",
                    n_points: int = 1000, seed: int = 0, axis=None):
     """A 2-D t-SNE map of the features, coloured by class."""
-    from sklearn.manifold import TSNE
-
     generator = torch.Generator().manual_seed(seed)
     chosen = torch.randperm(len(features), generator=generator)[:n_points]
     points = F.normalize(features[chosen].float(), dim=1).numpy()
-    embedded = TSNE(n_components=2, init="pca", perplexity=30, random_state=seed).fit_transform(points)
+    embedded = tsne_map(points, seed)
     if axis is None:
         _, axis = plt.subplots(figsize=(5, 5))
     colours = plt.get_cmap("tab10")

@@ -10,9 +10,7 @@ import importlib
 import pkgutil
 
 from . import methods as _methods_package
-from .runs import MethodEntry
-
-FAMILIES = ("pretext tasks", "contrastive", "generative", "reference")  # the book's parts, then the reference
+from .runs import FAMILIES, MethodEntry
 
 
 def _discover() -> dict[str, MethodEntry]:

@@ -28,6 +28,8 @@ from .train import History, TrainConfig, train
 
 TRAINING_FIELDS = tuple(field.name for field in fields(TrainConfig))
 NOT_FINGERPRINTED = ("compile",)  # how fast a run goes, not what it learns
+FAMILY_OF_FOLDER = {"pretext": "pretext tasks", "contrastive": "contrastive", "generative": "generative"}
+FAMILIES = (*FAMILY_OF_FOLDER.values(), "reference")  # the book's parts, then the supervised reference
 
 
 def per_profile(shared: dict | None = None, *, quick: dict | None = None, full: dict | None = None) -> dict:
@@ -47,13 +49,18 @@ class MethodEntry:
 
     name: str  # as on the command line and in results files
     title: str  # in tables and plots
-    family: str  # one of registry.FAMILIES
-    chapter: str  # the notebook that trains it, from the repository root
+    chapter: str  # the notebook that trains it, from the repository root; its folder names the family
     order: int  # position in the book, within the family
     summary: str  # one line for `python -m sslbook list`
     build: Callable[..., nn.Module]  # build(profile, train_data, **settings) -> method
     settings: dict[str, dict]  # profile name -> keyword arguments of ``build``
     training: dict[str, dict] = dataclasses.field(default_factory=dict)  # profile -> TrainConfig fields
+
+    @property
+    def family(self) -> str:
+        """The book's part the chapter stands in (``FAMILIES``): its folder under ``book/``."""
+        folder = Path(self.chapter).parent.name
+        return FAMILY_OF_FOLDER.get(folder, "reference")
 
     def settings_in(self, profile: Profile) -> dict:
         return dict(self.settings.get(profile.name, {}))

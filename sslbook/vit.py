@@ -74,15 +74,8 @@ class TinyViT(nn.Module):
     feature; MAE reports that mean pooling works as well as CLS.
     """
 
-    def __init__(
-        self,
-        image_size: int = 32,
-        patch_size: int = 4,
-        embed_dim: int = 128,
-        depth: int = 4,
-        num_heads: int = 4,
-        mlp_ratio: float = 2.0,
-    ) -> None:
+    def __init__(self, image_size: int = 32, patch_size: int = 4, embed_dim: int = 128, depth: int = 4,
+                 num_heads: int = 4, mlp_ratio: float = 2.0) -> None:
         super().__init__()
         check_patch_size(patch_size, image_size, image_size)
         self.image_size = image_size
@@ -148,16 +141,8 @@ class MAEDecoder(nn.Module):
     the blocks and is dropped from the output.
     """
 
-    def __init__(
-        self,
-        encoder_dim: int = 128,
-        image_size: int = 32,
-        patch_size: int = 4,
-        decoder_dim: int = 64,
-        depth: int = 2,
-        num_heads: int = 4,
-        mlp_ratio: float = 2.0,
-    ) -> None:
+    def __init__(self, encoder_dim: int = 128, image_size: int = 32, patch_size: int = 4, decoder_dim: int = 64,
+                 depth: int = 2, num_heads: int = 4, mlp_ratio: float = 2.0) -> None:
         super().__init__()
         check_patch_size(patch_size, image_size, image_size)
         grid_size = image_size // patch_size

@@ -1,7 +1,7 @@
 """The benchmark scripts run and print their figures (their speed is measured by running them, not here)."""
 import pytest
 
-from benchmarks import pipeline_benchmark
+from benchmarks import memory_format, pipeline_benchmark
 
 
 def test_the_pipeline_benchmark_prints_both_pipelines_and_their_ratio(capsys, tmp_path):
@@ -27,3 +27,11 @@ def test_the_peak_of_known_gpus_is_looked_up_by_name():
 def test_too_few_images_for_two_batches_is_refused():
     with pytest.raises(SystemExit):
         pipeline_benchmark.main(["--images", "16", "--batch-size", "16"])
+
+
+def test_the_memory_format_benchmark_prints_both_formats_and_their_ratio_per_method(capsys):
+    memory_format.main(["--methods", "simclr,jigsaw", "--steps", "1", "--batch-size", "16"])
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()[2:]]
+    assert [row[0] for row in rows] == ["simclr", "jigsaw"]
+    for _, contiguous, channels_last, ratio in rows:
+        assert float(ratio) == pytest.approx(float(channels_last) / float(contiguous), rel=0.1)  # ms are rounded

@@ -1,5 +1,6 @@
-"""The alignment-uniformity plane: one point per encoder, coloured by group when groups are given."""
+"""The alignment-uniformity plane (one point per encoder, coloured by group) and the cached t-SNE map."""
 import matplotlib.pyplot as plt
+import pytest
 from matplotlib.colors import to_rgba
 
 from sslbook import plots
@@ -24,3 +25,24 @@ def test_without_groups_there_is_no_legend():
     plots.alignment_uniformity_plane({"random init": (0.1, -0.3)}, axis)
     assert axis.get_legend() is None and [text.get_text() for text in axis.texts] == ["random init"]
     plt.close("all")
+
+
+def test_tsne_map_is_computed_once_per_set_of_points(tmp_path, monkeypatch):
+    import numpy as np
+    import sklearn.manifold
+
+    monkeypatch.setenv("SSLBOOK_CHECKPOINTS", str(tmp_path))
+    points = np.random.default_rng(0).normal(size=(60, 8)).astype(np.float32)
+    first = plots.tsne_map(points, seed=0)
+    assert first.shape == (60, 2) and len(list(tmp_path.glob("tsne-*.npy"))) == 1
+    fresh = sklearn.manifold.TSNE(n_components=2, init="pca", perplexity=30, random_state=0).fit_transform(points)
+    np.testing.assert_allclose(first, fresh)
+
+    class NotCalled:
+        def __init__(self, *args, **kwargs):
+            raise AssertionError("the saved map should have been read")
+
+    monkeypatch.setattr(sklearn.manifold, "TSNE", NotCalled)
+    np.testing.assert_array_equal(plots.tsne_map(points, seed=0), first)
+    with pytest.raises(AssertionError, match="saved map"):
+        plots.tsne_map(points[:50], seed=0)  # other points: computed afresh

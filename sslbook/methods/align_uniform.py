@@ -39,10 +39,7 @@ class AlignUniform(SimCLR):
 
 
 ENTRY = MethodEntry(
-    name="align_uniform", title="Alignment + uniformity", family="contrastive",
-    chapter="book/contrastive/alignment_uniformity.ipynb", order=8,
+    name="align_uniform", title="Alignment + uniformity", chapter="book/contrastive/alignment_uniformity.ipynb",
+    order=8, build=on_simclr_views(AlignUniform),
     summary="L_align + L_uniform as the training objective (Wang and Isola 2020)",
-    build=on_simclr_views(AlignUniform),
-    settings=extended(SIMCLR_HEAD, alpha=2, t=2, uniformity_weight=1.0),
-    training=per_profile(quick=dict(epochs=8)),
-)
+    training=per_profile(quick=dict(epochs=8)), settings=extended(SIMCLR_HEAD, alpha=2, t=2, uniformity_weight=1.0))

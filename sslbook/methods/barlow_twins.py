@@ -81,10 +81,8 @@ def build(profile, train_data, *, projection_dim: int, hidden_dim: int, lambd: f
 
 
 ENTRY = MethodEntry(
-    name="barlow_twins", title="Barlow Twins", family="contrastive", chapter="book/contrastive/barlow_twins.ipynb",
-    order=15, summary="Barlow Twins: cross-correlation of two views towards the identity (Zbontar et al. 2021)",
-    build=build,
-    settings=per_profile(quick=dict(projection_dim=512, hidden_dim=512, lambd=0.02),
-                         full=dict(projection_dim=2048, hidden_dim=2048, lambd=5e-3)),
+    name="barlow_twins", title="Barlow Twins", chapter="book/contrastive/barlow_twins.ipynb", order=15, build=build,
+    summary="Barlow Twins: cross-correlation of two views towards the identity (Zbontar et al. 2021)",
     training=per_profile(quick=dict(epochs=10)),
-)
+    settings=per_profile(quick=dict(projection_dim=512, hidden_dim=512, lambd=0.02),
+                         full=dict(projection_dim=2048, hidden_dim=2048, lambd=5e-3)))

@@ -122,10 +122,8 @@ def build(profile, train_data, *, projection_dim: int, hidden_dim: int, tau_base
 
 
 ENTRY = MethodEntry(
-    name="byol", title="BYOL", family="contrastive", chapter="book/contrastive/byol.ipynb", order=14,
+    name="byol", title="BYOL", chapter="book/contrastive/byol.ipynb", order=14, build=build,
     summary="BYOL: online predictor against an EMA target, no negatives (Grill et al. 2020)",
-    build=build,
-    settings=per_profile(dict(tau_base=0.99, cosine_schedule=True, use_predictor=True),
-                         quick=dict(projection_dim=128, hidden_dim=256), full=dict(projection_dim=256, hidden_dim=4096)),
     training=per_profile(quick=dict(epochs=6)),
-)
+    settings=per_profile(dict(tau_base=0.99, cosine_schedule=True, use_predictor=True),
+                         quick=dict(projection_dim=128, hidden_dim=256), full=dict(projection_dim=256, hidden_dim=4096)))

@@ -120,9 +120,6 @@ def build(profile, train_data, *, embedding_dim: int, temperature: float) -> CMC
 
 
 ENTRY = MethodEntry(
-    name="cmc", title="CMC", family="contrastive", chapter="book/contrastive/cmc.ipynb", order=17,
+    name="cmc", title="CMC", chapter="book/contrastive/cmc.ipynb", order=17, build=build,
     summary="CMC: contrasting the L and ab views of Lab images (Tian et al. 2019)",
-    build=build,
-    settings=per_profile(dict(embedding_dim=128, temperature=0.1)),
-    training=per_profile(quick=dict(epochs=10)),
-)
+    training=per_profile(quick=dict(epochs=10)), settings=per_profile(dict(embedding_dim=128, temperature=0.1)))

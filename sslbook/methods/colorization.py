@@ -373,10 +373,8 @@ def build(profile, train_data, *, step: float, lam: float, smoothing_sigma: floa
 
 
 ENTRY = MethodEntry(
-    name="colorization", title="Colorization", family="pretext tasks", chapter="book/pretext/colorization.ipynb",
-    order=4, summary="predicting the colours of the L channel as ab bins (Zhang et al. 2016)",
-    build=build,
-    settings=per_profile(dict(step=10.0, lam=0.5, smoothing_sigma=5.0, sigma=5.0, k=5, target_size=8,
-                              crop_scale=(0.6, 1.0)), quick=dict(hidden_dim=64), full=dict(hidden_dim=256)),
+    name="colorization", title="Colorization", chapter="book/pretext/colorization.ipynb", order=4, build=build,
+    summary="predicting the colours of the L channel as ab bins (Zhang et al. 2016)",
     training=per_profile(quick=dict(epochs=6)),
-)
+    settings=per_profile(dict(step=10.0, lam=0.5, smoothing_sigma=5.0, sigma=5.0, k=5, target_size=8,
+                              crop_scale=(0.6, 1.0)), quick=dict(hidden_dim=64), full=dict(hidden_dim=256)))

@@ -169,13 +169,10 @@ def build(profile, train_data, *, base_channels: int, mask_kind: str, centre_fra
 
 
 ENTRY = MethodEntry(
-    name="context_encoder", title="Context Encoder", family="generative",
-    chapter="book/generative/context_encoder.ipynb", order=19,
-    summary="Context Encoder: inpainting the central region (Pathak et al. 2016)",
-    build=build,
-    settings=per_profile(dict(mask_kind="centre", centre_fraction=0.25, block_size=8, n_blocks=4,
-                              overlap_weight=10.0, adversarial=False),
-                         quick=dict(base_channels=32), full=dict(base_channels=64)),
+    name="context_encoder", title="Context Encoder", chapter="book/generative/context_encoder.ipynb", order=19,
+    build=build, summary="Context Encoder: inpainting the central region (Pathak et al. 2016)",
     training=per_profile(quick=dict(epochs=12),
                          full=dict(epochs=100, optimizer="adamw", lr=1e-3, weight_decay=1e-4, warmup_epochs=5)),
-)
+    settings=per_profile(dict(mask_kind="centre", centre_fraction=0.25, block_size=8, n_blocks=4,
+                              overlap_weight=10.0, adversarial=False),
+                         quick=dict(base_channels=32), full=dict(base_channels=64)))

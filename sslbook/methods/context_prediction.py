@@ -184,11 +184,8 @@ def build(profile, train_data, *, hidden_dim: int, patch_size: int, gap: int, ji
 
 
 ENTRY = MethodEntry(
-    name="context_prediction", title="Context Prediction", family="pretext tasks",
-    chapter="book/pretext/context_prediction.ipynb", order=2,
-    summary="predicting where a neighbouring patch lies (Doersch et al. 2015)",
-    build=build,
-    settings=per_profile(dict(hidden_dim=512, patch_size=8, gap=2, jitter=1, colour_dropping=False,
-                              pairs_per_image=4)),
+    name="context_prediction", title="Context Prediction", chapter="book/pretext/context_prediction.ipynb", order=2,
+    build=build, summary="predicting where a neighbouring patch lies (Doersch et al. 2015)",
     training=per_profile(quick=dict(epochs=30)),
-)
+    settings=per_profile(dict(hidden_dim=512, patch_size=8, gap=2, jitter=1, colour_dropping=False,
+                              pairs_per_image=4)))

@@ -100,9 +100,7 @@ def build(profile, train_data, *, n_counts: int, margin: float, crop_scale: tupl
 
 
 ENTRY = MethodEntry(
-    name="counting", title="Learning to Count", family="pretext tasks", chapter="book/pretext/counting.ipynb",
-    order=5, summary="counting visual primitives: tiles add up to the image (Noroozi et al. 2017)",
-    build=build,
-    settings=per_profile(dict(n_counts=1000, margin=10.0, crop_scale=(0.6, 1.0))),
+    name="counting", title="Learning to Count", chapter="book/pretext/counting.ipynb", order=5, build=build,
+    summary="counting visual primitives: tiles add up to the image (Noroozi et al. 2017)",
     training=per_profile(quick=dict(epochs=6)),
-)
+    settings=per_profile(dict(n_counts=1000, margin=10.0, crop_scale=(0.6, 1.0))))

@@ -228,12 +228,10 @@ def build(profile, train_data, *, context_dim: int, n_context_blocks: int, predi
 
 
 ENTRY = MethodEntry(
-    name="cpc_v2", title="CPC v2", family="contrastive", chapter="book/contrastive/cpc_v2.ipynb", order=7,
+    name="cpc_v2", title="CPC v2", chapter="book/contrastive/cpc_v2.ipynb", order=7, build=build,
     summary="CPC v2: InfoNCE prediction of patch latents in four directions (Henaff et al. 2019)",
-    build=build,
+    training=per_profile(quick=dict(epochs=3, batch_size=32, lr=5e-3),
+                         full=dict(optimizer="adamw", lr=1e-3, weight_decay=1e-4)),
     settings=per_profile(dict(prediction_steps=(2, 3, 4), directions=("down", "up", "right", "left")),
                          quick=dict(context_dim=64, n_context_blocks=1, n_candidates=128),
-                         full=dict(context_dim=256, n_context_blocks=2, n_candidates=256)),
-    training=per_profile(quick=dict(epochs=3, batch_size=32, lr=5e-3),
-                         full=dict(optimizer="adamw", lr=1e-3, weight_decay=1e-4)),  # CPC v2 trains with Adam
-)
+                         full=dict(context_dim=256, n_context_blocks=2, n_candidates=256)))

@@ -99,11 +99,9 @@ def build(profile, train_data, *, base_channels: int, corruption: str, level: fl
 
 
 ENTRY = MethodEntry(
-    name="dae", title="Denoising autoencoder", family="generative", chapter="book/generative/dae.ipynb", order=18,
+    name="dae", title="Denoising autoencoder", chapter="book/generative/dae.ipynb", order=18, build=build,
     summary="denoising autoencoder: reconstructing masked pixels (Vincent et al. 2008)",
-    build=build,
-    settings=per_profile(dict(corruption="masking", level=0.75), quick=dict(base_channels=32),
-                         full=dict(base_channels=64)),
     training=per_profile(quick=dict(epochs=16),
                          full=dict(epochs=100, optimizer="adamw", lr=1e-3, weight_decay=1e-4, warmup_epochs=5)),
-)
+    settings=per_profile(dict(corruption="masking", level=0.75), quick=dict(base_channels=32),
+                         full=dict(base_channels=64)))

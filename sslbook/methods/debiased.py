@@ -32,10 +32,6 @@ class DebiasedSimCLR(SimCLR):
 
 
 ENTRY = MethodEntry(
-    name="debiased", title="Debiased contrastive", family="contrastive",
-    chapter="book/contrastive/debiased.ipynb", order=9,
-    summary="SimCLR with the debiased contrastive loss (Chuang et al. 2020)",
-    build=on_simclr_views(DebiasedSimCLR),
-    settings=extended(SIMCLR_HEAD, temperature=0.5, tau_plus=0.1),
-    training=per_profile(quick=dict(epochs=8)),
-)
+    name="debiased", title="Debiased contrastive", chapter="book/contrastive/debiased.ipynb", order=9,
+    build=on_simclr_views(DebiasedSimCLR), summary="SimCLR with the debiased contrastive loss (Chuang et al. 2020)",
+    training=per_profile(quick=dict(epochs=8)), settings=extended(SIMCLR_HEAD, temperature=0.5, tau_plus=0.1))

@@ -220,9 +220,7 @@ def build(profile, train_data, *, n_classes: int, patch_size: int) -> ExemplarCN
 
 
 ENTRY = MethodEntry(
-    name="exemplar_cnn", title="Exemplar-CNN", family="pretext tasks", chapter="book/pretext/exemplar_cnn.ipynb",
-    order=1, summary="Exemplar-CNN: classifying transformed seed patches (Dosovitskiy et al. 2014)",
-    build=build,
-    settings=per_profile(dict(patch_size=24), quick=dict(n_classes=128), full=dict(n_classes=8000)),
+    name="exemplar_cnn", title="Exemplar-CNN", chapter="book/pretext/exemplar_cnn.ipynb", order=1, build=build,
+    summary="Exemplar-CNN: classifying transformed seed patches (Dosovitskiy et al. 2014)",
     training=per_profile(quick=dict(epochs=8)),
-)
+    settings=per_profile(dict(patch_size=24), quick=dict(n_classes=128), full=dict(n_classes=8000)))

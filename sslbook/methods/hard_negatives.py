@@ -33,10 +33,7 @@ class HardNegativeSimCLR(SimCLR):
 
 
 ENTRY = MethodEntry(
-    name="hard_negatives", title="Hard negatives", family="contrastive",
-    chapter="book/contrastive/hard_negatives.ipynb", order=10,
-    summary="SimCLR with hard-negative weighting (Robinson et al. 2021)",
-    build=on_simclr_views(HardNegativeSimCLR),
-    settings=extended(SIMCLR_HEAD, temperature=0.5, tau_plus=0.1, beta=1.0),
+    name="hard_negatives", title="Hard negatives", chapter="book/contrastive/hard_negatives.ipynb", order=10,
+    build=on_simclr_views(HardNegativeSimCLR), summary="SimCLR with hard-negative weighting (Robinson et al. 2021)",
     training=per_profile(quick=dict(epochs=8)),
-)
+    settings=extended(SIMCLR_HEAD, temperature=0.5, tau_plus=0.1, beta=1.0))

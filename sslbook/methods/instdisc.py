@@ -103,10 +103,8 @@ def build(profile, train_data, *, embedding_dim: int, n_noise: int, temperature:
 
 
 ENTRY = MethodEntry(
-    name="instdisc", title="InstDisc", family="contrastive", chapter="book/contrastive/instdisc.ipynb", order=16,
+    name="instdisc", title="InstDisc", chapter="book/contrastive/instdisc.ipynb", order=16, build=build,
     summary="InstDisc: instance discrimination against a memory bank (Wu et al. 2018)",
-    build=build,
-    settings=per_profile(dict(embedding_dim=128, n_noise=4096, temperature=0.2, momentum=0.5,
-                              proximal_weight=10.0)),
     training=per_profile(quick=dict(epochs=20)),
-)
+    settings=per_profile(dict(embedding_dim=128, n_noise=4096, temperature=0.2, momentum=0.5,
+                              proximal_weight=10.0)))

@@ -52,9 +52,6 @@ def build(profile, train_data, *, embedding_dim: int, temperature: float) -> Inv
 
 
 ENTRY = MethodEntry(
-    name="invaspread", title="InvaSpread", family="contrastive", chapter="book/contrastive/invaspread.ipynb",
-    order=11, summary="InvaSpread: invariance and spreading of instance features (Ye et al. 2019)",
-    build=build,
-    settings=per_profile(dict(embedding_dim=128, temperature=0.1)),
-    training=per_profile(quick=dict(epochs=10)),
-)
+    name="invaspread", title="InvaSpread", chapter="book/contrastive/invaspread.ipynb", order=11, build=build,
+    summary="InvaSpread: invariance and spreading of instance features (Ye et al. 2019)",
+    training=per_profile(quick=dict(epochs=10)), settings=per_profile(dict(embedding_dim=128, temperature=0.1)))

@@ -163,12 +163,10 @@ def build(profile, train_data, *, image_size: int, patch_size: int, embed_dim: i
 
 
 ENTRY = MethodEntry(
-    name="mae", title="MAE", family="generative", chapter="book/generative/mae.ipynb", order=20,
+    name="mae", title="MAE", chapter="book/generative/mae.ipynb", order=20, build=build,
     summary="MAE: a ViT reconstructing 75% hidden patches (He et al. 2022)",
-    build=build,
-    settings=per_profile(dict(image_size=32, patch_size=4, mask_ratio=0.75, normalize_target=True),
-                         quick=dict(embed_dim=96, depth=3, num_heads=4, decoder_dim=64, decoder_depth=1),
-                         full=dict(embed_dim=192, depth=6, num_heads=6, decoder_dim=128, decoder_depth=4)),
     training=per_profile(quick=dict(epochs=8),
                          full=dict(epochs=200, optimizer="adamw", lr=3e-4, weight_decay=0.05, warmup_epochs=10)),
-)
+    settings=per_profile(dict(image_size=32, patch_size=4, mask_ratio=0.75, normalize_target=True),
+                         quick=dict(embed_dim=96, depth=3, num_heads=4, decoder_dim=64, decoder_depth=1),
+                         full=dict(embed_dim=192, depth=6, num_heads=6, decoder_dim=128, decoder_depth=4)))

@@ -130,9 +130,6 @@ def build(profile, train_data, *, quarter_turns: tuple[int, ...]) -> RotationPre
 
 
 ENTRY = MethodEntry(
-    name="rotation", title="Rotation", family="pretext tasks", chapter="book/pretext/rotation.ipynb", order=6,
+    name="rotation", title="Rotation", chapter="book/pretext/rotation.ipynb", order=6, build=build,
     summary="predicting which of four rotations was applied (Gidaris et al. 2018)",
-    build=build,
-    settings=per_profile(dict(quarter_turns=(0, 1, 2, 3))),
-    training=per_profile(quick=dict(epochs=4)),
-)
+    training=per_profile(quick=dict(epochs=4)), settings=per_profile(dict(quarter_turns=(0, 1, 2, 3))))

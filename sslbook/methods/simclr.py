@@ -47,9 +47,6 @@ def on_simclr_views(method_class: type[SimCLR]):
 SIMCLR_HEAD = per_profile(dict(projection_dim=128), quick=dict(hidden_dim=256), full=dict(hidden_dim=512))  # g(.)
 
 ENTRY = MethodEntry(
-    name="simclr", title="SimCLR", family="contrastive", chapter="book/contrastive/simclr.ipynb", order=12,
+    name="simclr", title="SimCLR", chapter="book/contrastive/simclr.ipynb", order=12, build=on_simclr_views(SimCLR),
     summary="SimCLR: NT-Xent between two augmented views (Chen et al. 2020)",
-    build=on_simclr_views(SimCLR),
-    settings=extended(SIMCLR_HEAD, temperature=0.5),
-    training=per_profile(quick=dict(epochs=16)),
-)
+    training=per_profile(quick=dict(epochs=16)), settings=extended(SIMCLR_HEAD, temperature=0.5))

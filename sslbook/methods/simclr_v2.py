@@ -115,11 +115,8 @@ def classification_accuracy(network: nn.Module, data: ImageData) -> float:
 
 
 ENTRY = MethodEntry(
-    name="simclr_v2", title="SimCLRv2", family="contrastive", chapter="book/contrastive/simclr_v2.ipynb",
-    order=13,
-    summary="SimCLRv2 pre-training with the three-layer head (Chen et al. 2020b)",
-    build=on_simclr_views(SimCLRv2),
-    settings=per_profile(dict(projection_dim=128, temperature=0.5), quick=dict(hidden_dim=256),
-                         full=dict(hidden_dim=2048)),
+    name="simclr_v2", title="SimCLRv2", chapter="book/contrastive/simclr_v2.ipynb", order=13,
+    build=on_simclr_views(SimCLRv2), summary="SimCLRv2 pre-training with the three-layer head (Chen et al. 2020b)",
     training=per_profile(quick=dict(epochs=8)),
-)
+    settings=per_profile(dict(projection_dim=128, temperature=0.5), quick=dict(hidden_dim=256),
+                         full=dict(hidden_dim=2048)))

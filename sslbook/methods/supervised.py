@@ -27,9 +27,7 @@ def build(profile, train_data, *, crop_scale: tuple[float, float]) -> Supervised
 
 
 ENTRY = MethodEntry(
-    name="supervised", title="Supervised", family="reference", chapter="book/evaluation.ipynb", order=21,
+    name="supervised", title="Supervised", chapter="book/evaluation.ipynb", order=21, build=build,
     summary="the same encoder trained with labels: the supervised reference",
-    build=build,
-    settings=per_profile(dict(crop_scale=(0.5, 1.0))),
     training=per_profile(quick=dict(epochs=8), full=dict(epochs=100)),
-)
+    settings=per_profile(dict(crop_scale=(0.5, 1.0))))
