@@ -11,6 +11,7 @@ _notebook_seconds: dict[str, float] = defaultdict(float)
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "book_level: runs after the notebooks (it reuses the checkpoints they saved)")
+    config.addinivalue_line("markers", "slow: takes tens of seconds (builds a wheel, trains in subprocesses)")
 
 
 def pytest_collection_modifyitems(items):

@@ -1,5 +1,6 @@
 """The book's structure: clean notebooks, all listed in the table of contents, one exercise style."""
 import json
+import os
 import re
 import subprocess
 import sys
@@ -62,27 +63,58 @@ def test_chapter_follows_the_skeleton(notebook):
         assert required in headings, f"{notebook.name} lacks the section {required!r}"
 
 
-@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
-def test_first_code_cell_installs_the_package_where_it_is_missing(notebook):
-    """Opened alone (Colab's launch button), a notebook must be able to import sslbook."""
-    first_code = next("".join(c["source"]) for c in cells(notebook) if c["cell_type"] == "code")
-    assert 'find_spec("sslbook") is None' in first_code and "%pip install" in first_code, \
-        f"{notebook.name}: the first code cell should install sslbook when it is missing (see the other chapters)"
+def first_code_cell(notebook):
+    return next("".join(c["source"]) for c in cells(notebook) if c["cell_type"] == "code")
 
 
-@pytest.mark.parametrize("inside_the_clone", [True, False])
-def test_first_code_cell_finds_the_package_of_the_clone_it_is_in(inside_the_clone, tmp_path):
-    """Opened from a clone with a Jupyter where sslbook is not installed, the chapter uses the clone's package."""
+def test_every_first_code_cell_is_the_same_and_installs_from_the_books_repository():
+    """Opened alone (Colab's launch button), a notebook must be able to import sslbook: every chapter
+    does it with the same first code cell, which installs from the repository the launch buttons open."""
+    reference = first_code_cell(ROOT / "book" / "contrastive" / "simclr.ipynb")
+    differing = [notebook.name for notebook in NOTEBOOKS if first_code_cell(notebook) != reference]
+    assert not differing, f"{', '.join(differing)}: the first code cell differs from simclr.ipynb's; copy that one"
+    assert 'find_spec("sslbook") is None' in reference and "%pip install" in reference
+    url = re.search(r"^repository:\s*\n\s+url:\s*(\S+)", (ROOT / "_config.yml").read_text(), re.MULTILINE)[1]
+    assert reference.count(f'"sslbook @ git+{url}"') == 2, \
+        f"the first code cell should install (and tell how to install) from _config.yml's repository.url, {url}"
+
+
+FAKE_PIP = """
+import os, pathlib
+class get_ipython:  # IPython's %pip, faked: it prints its command and installs where FAKE_PIP_INSTALLS says
+    def run_line_magic(self, magic, line):
+        print(magic, line)
+        if os.environ.get("FAKE_PIP_INSTALLS"):
+            package = pathlib.Path(os.environ["FAKE_PIP_INSTALLS"]) / "sslbook"
+            package.mkdir()
+            (package / "__init__.py").write_text("")
+"""
+
+
+@pytest.mark.parametrize("case", ["inside the clone", "installed", "installation failed"])
+def test_first_code_cell_uses_the_clone_else_installs_else_stops(case, tmp_path):
+    """From a clone, a Jupyter without sslbook uses the clone's package; elsewhere the cell installs it,
+    and when the installation fails it stops with how to install, not one cell later."""
+    from IPython.core.inputtransformer2 import TransformerManager
+
     notebook = ROOT / "book" / "contrastive" / "simclr.ipynb"
-    first_code = next("".join(c["source"]) for c in cells(notebook) if c["cell_type"] == "code")
-    script = first_code.replace('%pip install --quiet "sslbook @ git+https://github.com/sslbook/sslbook"',
-                                'print("would install from GitHub")')
-    script += '\nspec = importlib.util.find_spec("sslbook")\nprint(spec.origin if spec else "not importable")'
+    script = FAKE_PIP + TransformerManager().transform_cell(first_code_cell(notebook))
+    script += 'spec = importlib.util.find_spec("sslbook")\nprint(spec.origin)'
+    site_packages = tmp_path / "site-packages"
+    site_packages.mkdir()
+    environment = {**os.environ, "PYTHONPATH": str(site_packages)}
+    if case == "installed":
+        environment["FAKE_PIP_INSTALLS"] = str(site_packages)
     # -S: no site-packages, so the installed sslbook is out of sight, as in a Jupyter without it
-    folder = notebook.parent if inside_the_clone else tmp_path
-    output = subprocess.run([sys.executable, "-S", "-c", script], cwd=folder, capture_output=True, text=True,
-                            check=True).stdout.splitlines()
-    if inside_the_clone:
-        assert output == [str(ROOT / "sslbook" / "__init__.py")]
+    finished = subprocess.run([sys.executable, "-S", "-c", script], cwd=notebook.parent if case == "inside the clone"
+                              else tmp_path, env=environment, capture_output=True, text=True)
+    output = finished.stdout.splitlines()
+    pip_command = 'pip install --quiet "sslbook @ git+https://github.com/sslbook/sslbook"'
+    if case == "inside the clone":
+        assert output == [str(ROOT / "sslbook" / "__init__.py")], finished.stderr
+    elif case == "installed":
+        assert output == [pip_command, str(site_packages / "sslbook" / "__init__.py")], finished.stderr
     else:
-        assert output == ["would install from GitHub", "not importable"]
+        assert finished.returncode != 0 and output == [pip_command]
+        assert "ModuleNotFoundError: sslbook is not installed and installing it failed" in finished.stderr
+        assert 'pip install "sslbook @ git+https://github.com/sslbook/sslbook"' in finished.stderr

@@ -9,8 +9,8 @@ hidden patches only:
     L = (1 / |M|) * sum_{i in M} (1 / (p*p*C)) * || x^_i - x_i ||_2^2,
 
 with each target patch x_i standardised by its own mean and variance when
-`normalize_target` is set (MAE's default). The encoder is kept for evaluation;
-the decoder is thrown away.
+`normalize_target` is set (the variant He et al. found better; their code defaults to raw pixels).
+The encoder is kept for evaluation; the decoder is thrown away.
 """
 from __future__ import annotations
 
