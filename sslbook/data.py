@@ -8,6 +8,7 @@ when a network is there, with torchvision's own dataset classes.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,7 +81,7 @@ def load_dataset(
         raise ValueError(f"unknown data set {name!r}; use 'cifar10', 'cifar100' or 'folder'")
     folder = data_root(root)
     if is_image_folder(folder):
-        data = load_image_folder(folder / split)
+        data = load_image_folder_once(folder / split)
     elif name == "folder":
         raise FileNotFoundError(
             f"{folder} is not in ImageFolder layout: it needs the subfolders train/ and test/, "
@@ -113,6 +114,31 @@ def _load_cifar(name: str, split: str, folder: Path, download: bool) -> ImageDat
     images = torch.from_numpy(np.ascontiguousarray(dataset.data)).permute(0, 3, 1, 2).contiguous()
     labels = torch.as_tensor(dataset.targets, dtype=torch.int64)
     return ImageData(images, labels, list(dataset.classes))
+
+
+def load_image_folder_once(split_folder: str | os.PathLike) -> ImageData:
+    """``load_image_folder``, decoded once: the tensors are kept in the user's cache folder
+    (``paths.cache_dir``) under a digest of the folder and every file's path, size and modification
+    time, so each chapter does not decode the PNGs again."""
+    from .paths import cache_dir
+
+    folder = Path(split_folder)
+    if not folder.is_dir():
+        return load_image_folder(folder)  # its error says how to provide the data
+    digest = hashlib.sha256(str(folder.resolve()).encode())
+    for path in sorted(folder.glob("*/*")):
+        status = path.stat()
+        digest.update(f"{path.relative_to(folder)} {status.st_size} {status.st_mtime_ns}\n".encode())
+    saved = cache_dir() / f"images-{folder.name}-{digest.hexdigest()[:16]}.pt"
+    if saved.exists():
+        state = torch.load(saved, weights_only=True)
+        return ImageData(state["images"], state["labels"], list(state["classes"]))
+    data = load_image_folder(folder)
+    saved.parent.mkdir(parents=True, exist_ok=True)
+    temporary = saved.with_name(f".{saved.name}.partial")
+    torch.save({"images": data.images, "labels": data.labels, "classes": data.classes}, temporary)
+    temporary.replace(saved)
+    return data
 
 
 def load_image_folder(split_folder: str | os.PathLike) -> ImageData:

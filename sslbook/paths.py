@@ -3,7 +3,8 @@
 The working folder is the book's folder when the current folder lies inside one (the nearest folder
 above that holds ``_toc.yml``, so every chapter of a clone shares one ``checkpoints/``), else the
 current folder itself (a Colab session, a package installed from a wheel). The variables
-``SSLBOOK_CHECKPOINTS`` and ``SSLBOOK_RESULTS`` name other folders.
+``SSLBOOK_CHECKPOINTS`` and ``SSLBOOK_RESULTS`` name other folders; decoded image folders are kept in
+the user's cache folder (``SSLBOOK_CACHE`` names another).
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 
 CHECKPOINTS_ENV = "SSLBOOK_CHECKPOINTS"
 RESULTS_ENV = "SSLBOOK_RESULTS"
+CACHE_ENV = "SSLBOOK_CACHE"
 
 
 def book_folder(start: Path | None = None) -> Path | None:
@@ -30,3 +32,10 @@ def checkpoints_dir() -> Path:
 
 def results_base() -> Path:
     return Path(os.environ.get(RESULTS_ENV) or working_folder() / "results")
+
+
+def cache_dir() -> Path:
+    """Where decoded data is kept between sessions: ``$SSLBOOK_CACHE``, else the user's cache folder."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "sslbook" / "decoded"

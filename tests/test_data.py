@@ -5,7 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
-from sslbook import data
+from sslbook import data, paths
 
 
 def write_folder(root, sizes_per_class, size=(32, 32), split="train"):
@@ -15,6 +15,11 @@ def write_folder(root, sizes_per_class, size=(32, 32), split="train"):
         for index in range(count):
             pixels = np.full((*size, 3), fill_value=10 * label + index, dtype=np.uint8)
             Image.fromarray(pixels).save(folder / f"{index}.png")
+
+
+@pytest.fixture(autouse=True)
+def own_cache(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("SSLBOOK_CACHE", str(tmp_path_factory.mktemp("cache")))
 
 
 @pytest.fixture
@@ -110,3 +115,22 @@ def test_balanced_subset_is_balanced_reproducible_and_checked():
 def test_check_images_rejects_floats():
     with pytest.raises(ValueError, match="expected uint8 images"):
         data.check_images(torch.rand(2, 3, 32, 32))
+
+
+def test_a_folder_is_decoded_once_and_again_when_a_file_changes(image_folder, monkeypatch):
+    first = data.load_dataset(root=image_folder)
+    decoded = list(paths.cache_dir().glob("images-train-*.pt"))
+    assert len(decoded) == 1
+
+    def not_called(folder):
+        raise AssertionError("the decoded copy should have been read")
+
+    monkeypatch.setattr(data, "load_image_folder", not_called)
+    again = data.load_dataset(root=image_folder)
+    assert torch.equal(again.images, first.images) and torch.equal(again.labels, first.labels)
+    assert again.classes == first.classes
+    monkeypatch.undo()
+    monkeypatch.setenv("SSLBOOK_CACHE", str(decoded[0].parent))
+    changed = image_folder / "train" / "class0" / "0.png"
+    Image.fromarray(np.full((32, 32, 3), 200, dtype=np.uint8)).save(changed)
+    assert (data.load_dataset(root=image_folder).images[0] == 200).all()
