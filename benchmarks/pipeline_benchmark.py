@@ -34,9 +34,10 @@ from benchmarks.augment_benchmark import TwoViewDataset
 from sslbook.augment import simclr_cifar
 from sslbook.losses import nt_xent
 from sslbook.methods.simclr import SimCLR
+from sslbook.mixed_precision import AUTOCAST_DTYPES, autocast_networks, choose_precision
 from sslbook.networks import make_encoder
 from sslbook.results import hardware
-from sslbook.train import Batch, bf16_networks, compile_networks
+from sslbook.train import Batch, compile_networks
 
 CIFAR10_TRAIN_IMAGES = 50_000
 DENSE_BF16_PEAK_FLOPS = {  # the vendors' dense (no sparsity) bf16 tensor-core peaks
@@ -162,7 +163,7 @@ def main(argv=None) -> dict:
         model, optimizer = make_model(args.backbone, device, args.compile)
         steps = (sslbook_steps(model, optimizer, images, args.batch_size, device) if name == "sslbook" else
                  conventional_steps(model, optimizer, images, args.batch_size, device, args.workers))
-        with bf16_networks(model, enabled=on_gpu):  # the training loop's precision, for both pipelines
+        with autocast_networks(model, AUTOCAST_DTYPES[choose_precision("auto", device)]):  # as the loop
             rows[name] = measure(steps, args.steps, args.warmup, args.batch_size, device)
         rows[name]["achieved_flops"] = rows[name]["images_per_second"] * step_flops_per_image
         steps.close()

@@ -16,8 +16,9 @@ import torch
 
 from sslbook.augment import simclr_cifar
 from sslbook.methods.simclr import SimCLR
+from sslbook.mixed_precision import AUTOCAST_DTYPES, autocast_networks, choose_precision
 from sslbook.networks import make_encoder
-from sslbook.train import Batch, bf16_networks
+from sslbook.train import Batch
 
 
 def measure(backbone: str, batch_size: int, steps: int, device: torch.device) -> dict:
@@ -31,7 +32,7 @@ def measure(backbone: str, batch_size: int, steps: int, device: torch.device) ->
     batch = Batch(images, torch.zeros(batch_size, dtype=torch.long, device=device),
                   torch.arange(batch_size, device=device), generator)
     durations = []
-    with bf16_networks(method, enabled=on_gpu):  # the training loop's precision
+    with autocast_networks(method, AUTOCAST_DTYPES[choose_precision("auto", device)]):  # as the loop
         for step in range(steps + 2):
             if on_gpu:
                 torch.cuda.synchronize()

@@ -3,13 +3,15 @@
     python -m sslbook list
     python -m sslbook train simclr --profile quick --epochs 12 --out runs/simclr
     python -m sslbook eval runs/simclr/checkpoint.pt
+    python -m sslbook export runs/simclr/checkpoint.pt --out simclr-encoder.safetensors
     python -m sslbook classroom --out classroom
 
-``train`` writes ``checkpoint.pt`` (resumed when present) and ``<method>.json`` (method, profile,
-recipe, kNN, linear probe, alignment, uniformity, wall time, images per second, hardware) into the
-output folder; launch it with ``torchrun --nproc_per_node=P -m sslbook train ...`` to train on P
-processes. ``classroom`` writes a student copy (solutions removed, checks kept) and an instructor
-copy of every chapter notebook.
+``train`` writes ``checkpoint.pt`` (resumed when present), ``log.jsonl`` (one JSON line per step
+and per epoch, as it goes) and ``<method>.json`` (method, profile, recipe, kNN, linear probe,
+alignment, uniformity, wall time, images per second, hardware) into the output folder; launch it
+with ``torchrun --nproc_per_node=P -m sslbook train ...`` to train on P processes. ``classroom``
+writes a student copy (solutions removed, checks kept) and an instructor copy of every chapter
+notebook.
 """
 from __future__ import annotations
 
@@ -27,8 +29,10 @@ import torch
 from . import __version__, distributed, registry, runs
 from .augment import simclr_cifar
 from .evaluate import evaluate
+from .export import FORMATS as EXPORT_FORMATS, export_encoder
 from .profiles import PROFILES, choose_profile
 from .results import hardware
+from .run_log import TENSORBOARD_MISSING, summary_writer_class
 from .train import PRECISIONS, load_checkpoint, train
 
 
@@ -54,11 +58,33 @@ def run_from_arguments(args, profile, train_data) -> runs.Run:
 
 
 def command_train(args) -> int:
+    if args.tensorboard:
+        try:
+            summary_writer_class()
+        except ImportError:
+            print(f"error: --tensorboard: {TENSORBOARD_MISSING}", file=sys.stderr)
+            return 2
     with redirect_stdout(sys.stderr):  # status lines; standard output carries the JSON only
         record = _train(args)
     if record is not None:
-        print(json.dumps({k: record[k] for k in ("method", "knn", "linear", "alignment", "uniformity")}, indent=2))
+        print(json.dumps({k: record[k] for k in TRAIN_OUTPUT}, indent=2))
     return 0
+
+
+TRAIN_OUTPUT = ("method", "knn", "linear", "alignment", "uniformity", "best_epoch", "best_knn")
+
+
+def knn_every(every: int | None, epochs: int, train_data, test_data):
+    """``on_epoch_end`` for ``--knn-every``: the test set's kNN accuracy every ``every`` epochs and after the last."""
+    if every is None:
+        return None
+
+    def on_epoch_end(method, epoch: int) -> dict:
+        if distributed.rank() != 0 or ((epoch + 1) % every and epoch + 1 != epochs):
+            return {}
+        return evaluate(method.encoder, train_data, test_data, probe=False)
+
+    return on_epoch_end
 
 
 def _train(args) -> dict | None:
@@ -72,17 +98,22 @@ def _train(args) -> dict | None:
                 "fingerprint": fingerprint, "description": description}
     started = time.perf_counter()
     history = train(run.method, train_data, run.config, device=profile.device, checkpoint=out / "checkpoint.pt",
-                    description=args.method, progress=not args.no_progress, metadata=metadata)
+                    checkpoint_every=args.checkpoint_every, description=args.method, progress=not args.no_progress,
+                    metadata=metadata, log=out / "log.jsonl",
+                    tensorboard=out / "tensorboard" if args.tensorboard else None,
+                    on_epoch_end=knn_every(args.knn_every, run.config.epochs, train_data, test_data))
     if distributed.rank() != 0:
         return None
     scores = evaluate(run.encoder, train_data, test_data, simclr_cifar())
     record = {"method": args.method, "profile": profile.name, **scores, "settings": run.settings,
               "recipe": asdict(run.config), "fingerprint": fingerprint, "backbone": profile.backbone,
+              "best_epoch": history.best_epoch, "best_knn": history.best_knn, "precision": history.precision,
               "wall_seconds": time.perf_counter() - started, "train_seconds": history.seconds,
+              "train_seconds_include_compile": history.includes_compile,
               "images_per_second": history.images_per_second, "hardware": hardware(),
               "processes": distributed.world_size()}
     (out / f"{args.method}.json").write_text(json.dumps(record, indent=2, default=str))
-    print(f"wrote {out / 'checkpoint.pt'} and {out / (args.method + '.json')}")
+    print(f"wrote {out / 'checkpoint.pt'}, {out / 'log.jsonl'} and {out / (args.method + '.json')}")
     return record
 
 
@@ -110,6 +141,17 @@ def _evaluate(args) -> dict:
     return {"method": metadata["method"], "epoch": state["epoch"], **scores}
 
 
+def command_export(args) -> int:
+    try:
+        metadata = export_encoder(args.checkpoint, args.out, args.format, overwrite=args.force)
+    except ModuleNotFoundError as error:  # safetensors, an optional extra
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(f"wrote the {metadata['architecture']} encoder of {metadata['method']} to {args.out}", file=sys.stderr)
+    print(json.dumps(metadata, indent=2))
+    return 0
+
+
 def command_classroom(args) -> int:
     from .classroom import write_copies
 
@@ -118,6 +160,12 @@ def command_classroom(args) -> int:
     print(f"wrote {len(written)} student notebooks to {out / 'student'} and their instructor copies to "
           f"{out / 'instructor'}", file=sys.stderr)
     return 0
+
+
+def whole_number(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of epochs, at least 1, got {text!r}")
+    return int(text)
 
 
 def method_name(text: str) -> str:
@@ -132,6 +180,7 @@ EXAMPLES = """examples:
   sslbook train simclr --profile quick --out runs/simclr      # the SimCLR chapter's run
   sslbook train simclr --epochs 100 --batch-size 256 --out runs/simclr-100
   sslbook eval runs/simclr/checkpoint.pt | jq .knn
+  sslbook export runs/simclr/checkpoint.pt --out simclr-encoder.safetensors
   sslbook classroom --out classroom
   torchrun --nproc_per_node=2 -m sslbook train simclr --out runs/simclr-ddp
 
@@ -166,7 +215,16 @@ def parser() -> argparse.ArgumentParser:
     train_parser.add_argument("--out", default="runs/run", help="output folder (default runs/run)")
     train_parser.add_argument("--compile", action="store_true", help="torch.compile the method's networks")
     train_parser.add_argument("--precision", choices=PRECISIONS,
-                              help="the networks' precision (default auto: bf16 on a GPU, fp32 on a CPU)")
+                              help="the networks' precision (default auto: bf16 on GPUs of compute capability 8.0 "
+                                   "and later, fp16 with loss scaling on older GPUs, fp32 on a CPU)")
+    train_parser.add_argument("--checkpoint-every", type=whole_number, default=5, metavar="N",
+                              help="save the checkpoint every N epochs (default 5), at the end and on Ctrl-C")
+    train_parser.add_argument("--knn-every", type=whole_number, metavar="N",
+                              help="kNN accuracy on the test set every N epochs and after the last, into "
+                                   "log.jsonl; METHOD.json then records the best epoch's (default: at the end only)")
+    train_parser.add_argument("--tensorboard", action="store_true",
+                              help="also write TensorBoard event files into OUT/tensorboard "
+                                   '(needs pip install "sslbook[tensorboard]")')
     train_parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     train_parser.set_defaults(run=command_train)
     eval_parser = commands.add_parser("eval", help="evaluate a saved checkpoint (kNN, linear probe, alignment, "
@@ -176,6 +234,17 @@ def parser() -> argparse.ArgumentParser:
                              help="the profile whose data to evaluate on (default: the checkpoint's)")
     eval_parser.add_argument("--data", help="data folder (default: $SSLBOOK_DATA or ~/.cache/sslbook)")
     eval_parser.set_defaults(run=command_eval)
+    export_parser = commands.add_parser(
+        "export", help="write a checkpoint's encoder weights and metadata (safetensors or PyTorch)",
+        description="Write the encoder of a checkpoint written by train: its weights, and metadata that name "
+                    "the method, profile, architecture and the preprocessing the encoder expects.")
+    export_parser.add_argument("checkpoint", help="a checkpoint.pt written by train")
+    export_parser.add_argument("--out", required=True, help="the file to write")
+    export_parser.add_argument("--format", choices=EXPORT_FORMATS, default="safetensors",
+                               help="safetensors (default; needs sslbook[export]) or torch: a file of "
+                                    "{state_dict, metadata} that loads with torch.load(weights_only=True)")
+    export_parser.add_argument("--force", action="store_true", help="replace --out when it exists")
+    export_parser.set_defaults(run=command_export)
     classroom_parser = commands.add_parser("classroom", help="write student and instructor copies of the notebooks")
     classroom_parser.add_argument("--out", default="classroom", help="folder for student/ and instructor/")
     classroom_parser.add_argument("--book", help="the book's folder (default: the one around the current folder)")

@@ -1,0 +1,103 @@
+"""`python3 dev.py book` empties the notebook cache whenever the package or results/ changed since it was filled."""
+import hashlib
+import importlib.util
+import re
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+spec = importlib.util.spec_from_file_location("dev", ROOT / "dev.py")
+dev = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(dev)
+
+
+@pytest.fixture
+def book(tmp_path):
+    """A small copy of the book's layout: package source, results, a chapter, and a filled cache."""
+    root = tmp_path / "book"
+    for relative, text in {"sslbook/__init__.py": "", "sslbook/methods/simclr.py": "TEMPERATURE = 0.5\n",
+                           "results/full/simclr.json": '{"knn": 80.0}', "book/simclr.ipynb": "{}",
+                           "_build/.jupyter_cache/global.db": "cached outputs"}.items():
+        (root / relative).parent.mkdir(parents=True, exist_ok=True)
+        (root / relative).write_text(text)
+    return root
+
+
+def test_the_hash_covers_the_package_and_results_and_nothing_else(book, tmp_path):
+    before = dev.sources_hash(book)
+    expected = hashlib.sha256()  # computed apart: every file in path order, path then content digest
+    for relative in ("results/full/simclr.json", "sslbook/__init__.py", "sslbook/methods/simclr.py"):
+        expected.update(relative.encode() + b"\0" + hashlib.sha256((book / relative).read_bytes()).digest())
+    assert before == expected.hexdigest()
+    shutil.copytree(book, tmp_path / "elsewhere")
+    assert dev.sources_hash(tmp_path / "elsewhere") == before  # the paths are relative to the book
+    (book / "book/simclr.ipynb").write_text('{"cells": []}')  # myst-nb hashes the notebooks' code itself
+    (book / "sslbook/methods/__pycache__").mkdir()
+    (book / "sslbook/methods/__pycache__/simclr.pyc").write_bytes(b"\0")
+    assert dev.sources_hash(book) == before
+    for change in (lambda: (book / "sslbook/methods/simclr.py").write_text("TEMPERATURE = 0.2\n"),
+                   lambda: (book / "results/full/simclr.json").write_text('{"knn": 81.0}'),
+                   lambda: (book / "results/full/byol.json").write_text("{}"),
+                   lambda: (book / "sslbook/methods/simclr.py").rename(book / "sslbook/methods/sim_clr.py")):
+        change()
+        now = dev.sources_hash(book)
+        assert now != before
+        before = now
+
+
+def test_a_changed_source_empties_the_cache_and_an_unchanged_one_keeps_it(book):
+    cache = book / dev.JUPYTER_CACHE
+    assert dev.empty_stale_cache(book) and not cache.exists()  # nothing said what the cache was filled from
+    cache.mkdir()
+    dev.record_sources(book)
+    assert not dev.empty_stale_cache(book) and cache.is_dir()
+    (book / "results/full/simclr.json").write_text('{"knn": 81.0}')
+    assert dev.empty_stale_cache(book) and not cache.exists()
+    assert not dev.empty_stale_cache(book)  # no cache: nothing to remove
+
+
+def test_dev_book_empties_a_stale_cache_before_building_and_records_the_sources_after(book, monkeypatch):
+    monkeypatch.setattr(dev, "ROOT", book)
+    monkeypatch.setattr(dev, "ensure_environment", lambda: None)
+    monkeypatch.chdir(book)
+    dev.record_sources(book)
+    (book / "sslbook/methods/simclr.py").write_text("TEMPERATURE = 0.2\n")
+    seen = []
+
+    def build(command):  # what jupyter-book finds, and the results a chapter writes as it runs
+        seen.append((command[1:3], (book / dev.JUPYTER_CACHE).exists()))
+        (book / "results/quick").mkdir()
+        (book / "results/quick/simclr.json").write_text('{"knn": 40.0}')
+        return 0
+
+    monkeypatch.setattr(dev.subprocess, "call", build)
+    monkeypatch.setattr(sys, "argv", ["dev.py", "book"])
+    assert dev.main() == 0
+    assert seen == [(["build", "."], False)]
+    assert (book / dev.SOURCES_STAMP).read_text() == dev.sources_hash(book)  # with the results written
+
+
+def test_the_book_caches_where_dev_py_looks():
+    config = (ROOT / "_config.yml").read_text()
+    execute = re.search(r"^execute:\n((?:[ \t]+.*\n)*)", config, re.MULTILINE).group(1)
+    assert re.search(r"execute_notebooks:\s*cache", execute)
+    assert not re.search(r"^\s+cache:", execute, re.MULTILINE), "execute.cache moved the cache: update dev.py"
+
+
+def test_binder_installs_the_package_with_cpu_torch_and_no_tooling():
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    lines = [line.strip() for line in (ROOT / "binder/requirements.txt").read_text().splitlines()
+             if line.strip() and not line.startswith("#")]
+    assert "--extra-index-url https://download.pytorch.org/whl/cpu" in lines
+    pinned = [line for line in lines if not line.startswith("-")]
+    assert pinned == [spec for spec in project["dependencies"] if spec.startswith(("torch>", "torchvision>"))]
+    post_build = ROOT / "binder/postBuild"
+    assert post_build.stat().st_mode & 0o111, "repo2docker runs binder/postBuild: keep it executable"
+    installs = [line for line in post_build.read_text().splitlines() if "pip install" in line]
+    assert installs == ["python -m pip install --no-cache-dir -e ."]  # no extras: no test or book tooling
+    major, minor = (ROOT / "binder/runtime.txt").read_text().strip().removeprefix("python-").split(".")
+    assert (int(major), int(minor)) >= tuple(map(int, project["requires-python"].removeprefix(">=").split(".")))
