@@ -1,6 +1,7 @@
 """What every chapter does the same way: its method's run (load-or-train), baselines, the results table."""
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 
@@ -46,6 +47,40 @@ def evaluate_once(encoder: nn.Module, train_data: ImageData, test_data: ImageDat
     temporary.write_text(json.dumps(scores))
     temporary.replace(path)
     return scores
+
+
+def simclr_like(run):
+    """SimCLR's run with ``run``'s training settings (epochs, batch size, learning rate, seed, ...).
+
+    The fair reference for a variant of SimCLR's loss: the variants of the book that train the same
+    settings build the same run (one fingerprint), trained once and loaded by the others.
+    """
+    return method_run("simclr", run.profile, run.data, **dataclasses.asdict(run.config))
+
+
+def simclr_at_same_budget(run, test_data: ImageData, recipe: ViewRecipe | None = None) -> dict[str, float]:
+    """The scores of ``simclr_like(run)``, loaded or trained, on ``run``'s training data and ``test_data``."""
+    simclr = simclr_like(run)
+    simclr.load_or_train()
+    return evaluate_once(simclr.encoder, run.data, test_data, recipe)
+
+
+def knn_comparison(name: str, scores: dict[str, float], reference_name: str, reference: dict[str, float],
+                   budget: str, margin: float = 2.0):
+    """A Markdown sentence stating the measured kNN difference of two runs of one budget.
+
+    A difference below ``margin`` points is too small to call a winner from one seed each, so the
+    sentence gives it no direction.
+    """
+    from IPython.display import Markdown
+
+    difference = scores["knn"] - reference["knn"]
+    if abs(difference) < margin:
+        verdict = f"less than {margin:g} points, too little to call a winner from one run (one seed) each"
+    else:
+        verdict = f"{name if difference > 0 else reference_name} is ahead by more than {margin:g} points"
+    return Markdown(f"With the same budget ({budget}), {name} reaches {scores['knn']:.1f}% kNN accuracy and "
+                    f"{reference_name} {reference['knn']:.1f}%, a difference of {difference:+.1f} points: {verdict}.")
 
 
 def _device(module: nn.Module):
