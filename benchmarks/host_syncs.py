@@ -39,6 +39,9 @@ ALWAYS_SYNC = frozenset({
     aten.masked_select,
     aten._unique, aten._unique2, aten.unique_dim, aten.unique_consecutive, aten.unique_dim_consecutive,
     aten.bincount,  # the output size is the largest value
+    # A tensor made from Python numbers (torch.tensor, new_tensor): a GPU gets it through a blocking copy,
+    # which first waits for the device's queue. A CPU run cannot tell whether it goes to the device.
+    aten.lift_fresh,
 })
 MASK_INDEXED = frozenset({aten.index, aten.index_put, aten.index_put_, aten._index_put_impl_})
 

@@ -337,6 +337,57 @@ def test_presets_follow_the_papers():
     assert (view1.blur_p, view1.solarize_p, view2.blur_p, view2.solarize_p) == (1.0, 0.0, 0.1, 0.2)
 
 
+def views_image_by_image(images: torch.Tensor, recipe: A.ViewRecipe, seed: int) -> torch.Tensor:
+    """Reference: augment's views made one image at a time with the public single operations, from
+    the parameters drawn in augment's order (crop boxes, flip, jitter, the four factors, the jitter
+    order, grayscale, blur, sigma, solarize), so the same seed must give the same views."""
+    generator = torch.Generator().manual_seed(seed)
+    n, _, height, width = images.shape
+
+    def uniform(low, high):
+        return torch.rand(n, generator=generator).mul_(high - low).add_(low)
+
+    def bernoulli(p):
+        return torch.rand(n, generator=generator) < p
+
+    boxes = A.sample_crop_boxes(n, height, width, recipe.crop_scale, recipe.crop_ratio, generator)
+    flip, jitter = bernoulli(recipe.flip_p), bernoulli(recipe.jitter_p)
+    strengths = (recipe.brightness, recipe.contrast, recipe.saturation, recipe.hue)
+    factors = [uniform(max(0.0, 1 - s), 1 + s) for s in strengths[:3]] + [uniform(-recipe.hue, recipe.hue)]
+    order = torch.rand(n, 4, generator=generator).argsort(dim=1)
+    gray, blur = bernoulli(recipe.grayscale_p), bernoulli(recipe.blur_p)
+    sigmas = uniform(*recipe.blur_sigma)
+    solar = bernoulli(recipe.solarize_p)
+    adjustments = (A.adjust_brightness, A.adjust_contrast, A.adjust_saturation, A.adjust_hue)
+    views = []
+    for i in range(n):
+        view = A.resized_crop(images[i:i + 1], boxes[i:i + 1], recipe.output_size)
+        view = A.hflip(view) if flip[i] else view
+        for op in order[i].tolist() if jitter[i] else []:
+            if strengths[op] > 0:
+                view = adjustments[op](view, factors[op][i].item())
+        view = A.rgb_to_grayscale(view) if gray[i] else view
+        view = A.gaussian_blur(view, sigmas[i].item(), recipe.blur_kernel_size) if blur[i] else view
+        # Solarize written out: a blur may leave a pixel an ulp above 1, which A.solarize refuses as input
+        inverted = torch.where(view >= recipe.solarize_threshold, 1 - view, view)
+        views.append(inverted if solar[i] else view)
+    return torch.cat(views)
+
+
+@pytest.mark.parametrize(
+    "recipe",
+    [A.simclr_cifar(), *A.byol_cifar(),
+     A.ViewRecipe(output_size=23, brightness=0.9, contrast=0.0, saturation=1.5, hue=0.5, jitter_p=0.9,
+                  blur_p=0.5, blur_kernel_size=5, solarize_p=0.5, solarize_threshold=0.3)],
+    ids=["simclr", "byol_1", "byol_2", "odd"],
+)
+def test_batched_views_equal_the_image_by_image_views_of_the_same_seed(recipe, monkeypatch):
+    monkeypatch.setattr(A, "CPU_CHUNK_PIXELS", 100 * 32 * 32)  # 300 images are then several chunks
+    images = torch.cat([cifar_images(20), (random_images(280) * 255).round().to(torch.uint8)])
+    close(A.augment(images, recipe, torch.Generator().manual_seed(3)), views_image_by_image(images, recipe, 3),
+          atol=1e-6)
+
+
 # --------------------------------------------------------------------------- bad input
 
 

@@ -40,7 +40,20 @@ def _simclr_positive_and_negatives(
     anchors = torch.arange(two_n, device=logits.device)
     positive_index = _simclr_positive_index(two_n // 2, logits.device)
     positive = logits[anchors, positive_index]
-    return positive, logits[simclr_negative_mask(two_n // 2, logits.device)].view(two_n, two_n - 2)
+    own_pair = torch.stack([anchors % (two_n // 2), anchors % (two_n // 2) + two_n // 2], dim=1)  # i and its positive
+    return positive, logits.gather(1, _kept_columns(own_pair, two_n))
+
+
+def _kept_columns(skipped: torch.Tensor, n_columns: int) -> torch.Tensor:
+    """Per row, the columns 0..n_columns-1 left once its m skipped columns (R, m), ascending, are taken out.
+
+    Returns (R, n_columns - m) indices in ascending order, for ``gather``: the row-major order of
+    boolean-mask indexing, without its nonzero, whose output size makes a GPU host wait for the device.
+    """
+    columns = torch.arange(n_columns - skipped.shape[1], device=skipped.device).expand(skipped.shape[0], -1)
+    for column in skipped.unbind(dim=1):
+        columns = columns + (columns >= column.unsqueeze(1))
+    return columns
 
 
 def simclr_negative_mask(n: int, device: torch.device | str = "cpu") -> torch.Tensor:
@@ -197,8 +210,8 @@ def invaspread_loss(f: torch.Tensor, f_hat: torch.Tensor, temperature: float = 0
     invariance = F.cross_entropy(f_hat @ f.T / temperature, torch.arange(n, device=f.device), reduction="sum")
     # row j, column i: P(i | x_j).
     p_instance_given_other = torch.softmax(f @ f.T / temperature, dim=1)
-    off_diagonal = ~torch.eye(n, dtype=torch.bool, device=f.device)
-    spreading = -torch.log1p(-p_instance_given_other[off_diagonal]).sum()
+    others = _kept_columns(torch.arange(n, device=f.device).unsqueeze(1), n)  # row j: every i != j
+    spreading = -torch.log1p(-p_instance_given_other.gather(1, others)).sum()
     return (invariance + spreading) / n
 
 

@@ -34,8 +34,8 @@ class AlignUniform(SimCLR):
         x, y = F.normalize(z_i, dim=1), F.normalize(z_j, dim=1)
         alignment = align_loss(x, y, self.alpha)
         uniformity = (uniform_loss(x, self.t) + uniform_loss(y, self.t)) / 2
-        return {"loss": alignment + self.uniformity_weight * uniformity,
-                "align": alignment.item(), "uniform": uniformity.item()}
+        return {"loss": alignment + self.uniformity_weight * uniformity,  # the logs stay tensors: no host sync
+                "align": alignment.detach(), "uniform": uniformity.detach()}
 
 
 ENTRY = MethodEntry(
