@@ -121,6 +121,7 @@ def load_image_folder_once(split_folder: str | os.PathLike) -> ImageData:
     (``paths.cache_dir``) under a digest of the folder and every file's path, size and modification
     time, so each chapter does not decode the PNGs again."""
     from .paths import cache_dir
+    from .train import save_atomically
 
     folder = Path(split_folder)
     if not folder.is_dir():
@@ -134,10 +135,7 @@ def load_image_folder_once(split_folder: str | os.PathLike) -> ImageData:
         state = torch.load(saved, weights_only=True)
         return ImageData(state["images"], state["labels"], list(state["classes"]))
     data = load_image_folder(folder)
-    saved.parent.mkdir(parents=True, exist_ok=True)
-    temporary = saved.with_name(f".{saved.name}.partial")
-    torch.save({"images": data.images, "labels": data.labels, "classes": data.classes}, temporary)
-    temporary.replace(saved)
+    save_atomically({"images": data.images, "labels": data.labels, "classes": data.classes}, saved)
     return data
 
 
