@@ -4,12 +4,14 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 
 from torch import nn
 
 from .augment import ViewRecipe
 from .data import ImageData
-from .evaluate import PixelEncoder, evaluate, random_init_like
+from .evaluate import PixelEncoder, evaluate, extract_features, neighbour_purity, random_init_like
+from .paths import write_atomically
 from .train import TrainConfig
 from .runs import checkpoints_dir, describe_run, load_or_train, method_run  # noqa: F401 (the chapters' API)
 
@@ -42,10 +44,7 @@ def evaluate_once(encoder: nn.Module, train_data: ImageData, test_data: ImageDat
     if path.exists():
         return json.loads(path.read_text())
     scores = evaluate(encoder, train_data, test_data, recipe)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(".tmp")
-    temporary.write_text(json.dumps(scores))
-    temporary.replace(path)
+    write_atomically(path, lambda temporary: temporary.write_text(json.dumps(scores)))
     return scores
 
 
@@ -81,6 +80,112 @@ def knn_comparison(name: str, scores: dict[str, float], reference_name: str, ref
         verdict = f"{name if difference > 0 else reference_name} is ahead by more than {margin:g} points"
     return Markdown(f"With the same budget ({budget}), {name} reaches {scores['knn']:.1f}% kNN accuracy and "
                     f"{reference_name} {reference['knn']:.1f}%, a difference of {difference:+.1f} points: {verdict}.")
+
+
+def gain_sentence(name: str, scores: dict[str, float], reference: dict[str, float], n_test: int,
+                  reference_name: str = "the random-init encoder"):
+    """A Markdown sentence stating ``name``'s kNN and linear-probe gains over ``reference`` and whether
+    each exceeds two standard errors of an accuracy measured on ``n_test`` images, sqrt(p(1-p)/n)
+    at the reference's accuracy p: a gain within that is the size of the measurement's noise."""
+    from IPython.display import Markdown
+
+    parts = []
+    for key, label in (("knn", "kNN"), ("linear", "linear-probe")):
+        if key in scores and key in reference:
+            gain, p = scores[key] - reference[key], reference[key] / 100
+            noise = 200 * math.sqrt(p * (1 - p) / n_test)
+            parts.append(f"{label} {gain:+.1f} points ({'beyond' if abs(gain) > noise else 'within'} two standard "
+                         f"errors, ±{noise:.1f})")
+    return Markdown(f"Measured in this run, {name} against {reference_name} on {n_test:,} test images: "
+                    f"{' and '.join(parts)}.")
+
+
+def geometry_sentence(name: str, scores: dict[str, float], baseline_scores: dict[str, dict[str, float]]):
+    """A Markdown sentence placing ``name`` against the random-init encoder on the alignment-uniformity
+    plane, worded from the measured values (lower is better on both axes)."""
+    from IPython.display import Markdown
+
+    random = baseline_scores["random init"]
+    closer = "closer together" if scores["alignment"] < random["alignment"] else "further apart"
+    spread = "more" if scores["uniformity"] < random["uniformity"] else "less"
+    return Markdown(f"Measured in this run: the two views of an image lie {closer} in {name}'s features than in "
+                    f"the random-init encoder's ($\\mathcal{{L}}_{{align}}$ {scores['alignment']:.2f} against "
+                    f"{random['alignment']:.2f}), and the features are {spread} uniformly spread over the sphere "
+                    f"($\\mathcal{{L}}_{{uniform}}$ {scores['uniformity']:.2f} against {random['uniformity']:.2f}).")
+
+
+def clusters_sentence(name: str, encoder: nn.Module, random_encoder: nn.Module, test_data: ImageData,
+                      k: int = 10, shown: int = 3):
+    """A Markdown sentence naming the classes that gather best in ``name``'s features (the highest share
+    of same-class images among each image's ``k`` nearest, ``evaluate.neighbour_purity``) and those that
+    gained most over the random-init encoder, as the embedding maps show them."""
+    from IPython.display import Markdown
+
+    n_classes = len(test_data.classes)
+    trained, random = (neighbour_purity(extract_features(model, test_data.images), test_data.labels.cpu(),
+                                        n_classes, k) for model in (encoder, random_encoder))
+
+    def listed(order, values):
+        return ", ".join(f"{test_data.classes[i]} ({100 * values[i]:.0f}%)" for i in order[:shown].tolist())
+
+    gain = trained - random
+    gains = ", ".join(f"{test_data.classes[i]} ({100 * gain[i]:+.0f} points)"
+                      for i in gain.argsort(descending=True)[:shown].tolist())
+    return Markdown(f"Measured in this run, among each test image's {k} nearest neighbours in the features "
+                    f"(chance: {100 / n_classes:.0f}% of the same class): the classes that gather best in "
+                    f"{name}'s features are {listed(trained.argsort(descending=True), trained)}; on average "
+                    f"{100 * trained.mean():.0f}% of neighbours share the class, against "
+                    f"{100 * random.mean():.0f}% for the random-init encoder. The largest gains over it: {gains}.")
+
+
+GAIN_NAMES = {"knn_gain": "kNN gain", "linear_gain": "linear-probe gain"}
+
+
+def reference_results(name: str, profile_name: str = "quick", asserted: tuple[str, float] | None = None):
+    """The chapter's reference results as Markdown: the published numbers of the method's entry, the
+    book's quick-profile sweep over samples and seeds (``sslbook.sweep``), and the full profile's run
+    from ``results/full/`` where one is recorded. ``asserted`` = (``"knn_gain"`` or ``"linear_gain"``,
+    margin): the chapter's assertion, set against the smallest gain of the sweep."""
+    from IPython.display import Markdown
+
+    from .registry import get
+    from .results import reference_result
+    from .sweep import load_sweep
+
+    entry, parts = get(name), []
+    if entry.published:
+        rows = "\n".join(f"| {row.source} | {row.metric} | {row.value:.1f} | {row.setting} |" for row in entry.published)
+        parts.append("**Published** (other data, architecture or budget than this book's):\n\n"
+                     "| source | metric | accuracy (%) | setting |\n|---|---|---|---|\n" + rows)
+    else:
+        parts.append("**Published:** no CIFAR-10 number measured like the book's (kNN or a linear probe on frozen "
+                     "features) is recorded for this method yet.")
+    sweep = load_sweep(name, profile_name)
+    if sweep is None:
+        parts.append(f"**This book, {profile_name} profile:** no sweep is recorded in results/sweep-{profile_name}/; "
+                     f"`python -m sslbook sweep {name} --profile {profile_name}` writes one.")
+    else:
+        summary = sweep["summary"]
+        cells = [f"{summary[key]['mean']:.1f} ({summary[key]['min']:.1f} to {summary[key]['max']:.1f})"
+                 for key in ("knn", "linear", "knn_gain", "linear_gain")]
+        text = (f"**This book, {profile_name} profile**, over {sweep['samples']} class-balanced samples of "
+                f"{sweep['training images']:,} training images with as many seeds (`{sweep['made with']}`, "
+                f"on {sweep['hardware']}); mean (lowest to highest):\n\n| kNN (%) | linear probe (%) | kNN gain | "
+                f"linear-probe gain |\n|---|---|---|---|\n| " + " | ".join(cells) + " |")
+        if asserted is not None:
+            key, margin = asserted
+            lowest = summary[key]["min"]
+            text += (f"\n\nThe chapter asserts a {GAIN_NAMES[key]} of at least {margin:g} points; the lowest of "
+                     f"the sweep's runs was {lowest:.1f} ({lowest - margin:+.1f} points of room).")
+        parts.append(text)
+    full = reference_result(name)
+    if full is None:
+        parts.append(f"**This book, full profile (GPU):** not run yet; `python -m sslbook train {name} --profile "
+                     f"full --out results/full` records it.")
+    else:
+        parts.append(f"**This book, full profile ({full['hardware']}):** kNN {full['knn']:.1f}%, linear probe "
+                     f"{full['linear']:.1f}%.")
+    return Markdown("\n\n".join(parts))
 
 
 def _device(module: nn.Module):

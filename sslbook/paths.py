@@ -9,6 +9,7 @@ the user's cache folder (``SSLBOOK_CACHE`` names another).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 CHECKPOINTS_ENV = "SSLBOOK_CHECKPOINTS"
@@ -39,3 +40,15 @@ def cache_dir() -> Path:
     if os.environ.get(CACHE_ENV):
         return Path(os.environ[CACHE_ENV])
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "sslbook" / "decoded"
+
+
+def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
+    """Call ``write`` on a temporary file beside ``path``, then rename it to ``path``: a write that is cut
+    off (a killed kernel, a full disk) leaves the previous file as it was, and never a partial one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.partial")
+    try:
+        write(temporary)
+        temporary.replace(path)
+    finally:
+        temporary.unlink(missing_ok=True)

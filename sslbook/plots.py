@@ -8,7 +8,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .paths import checkpoints_dir
+from .paths import checkpoints_dir, write_atomically
 
 
 def as_image(image: torch.Tensor) -> np.ndarray:
@@ -63,10 +63,12 @@ def tsne_map(points: np.ndarray, seed: int = 0) -> np.ndarray:
     if path.exists():
         return np.load(path)
     embedded = TSNE(n_components=2, init="pca", perplexity=30, random_state=seed).fit_transform(points)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.partial.npy")
-    np.save(temporary, embedded)
-    temporary.replace(path)
+
+    def save(temporary):
+        with temporary.open("wb") as file:
+            np.save(file, embedded)
+
+    write_atomically(path, save)
     return embedded
 
 

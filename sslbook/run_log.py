@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .paths import write_atomically
+
 TENSORBOARD_MISSING = 'TensorBoard logs need the tensorboard package: pip install "sslbook[tensorboard]"'
 
 
@@ -48,9 +50,8 @@ class RunLog:
             lines = path.read_text().splitlines() if path.is_file() else []
             kept = [line for line in lines if line and _kept(line, steps_done, epochs_done)]
             if len(kept) < len(lines):
-                temporary = path.with_name(f".{path.name}.partial")
-                temporary.write_text("".join(line + "\n" for line in kept))
-                temporary.replace(path)
+                text = "".join(line + "\n" for line in kept)
+                write_atomically(path, lambda temporary: temporary.write_text(text))
             self.file = path.open("a")
         if tensorboard is not None:
             self.writer = summary_writer_class()(str(tensorboard), purge_step=steps_done)

@@ -30,6 +30,7 @@ from torch import nn
 from . import distributed
 from .checks import check_positive_int
 from .data import ImageData
+from .paths import write_atomically
 from .mixed_precision import (  # noqa: F401 (bf16_networks: for the tests)
     AUTOCAST_DTYPES, PRECISIONS, autocast_networks, bf16_networks, choose_precision, networks_of)
 from .run_log import RunLog
@@ -227,15 +228,10 @@ class _InterruptsBetweenSteps:
 
 
 def save_atomically(state: dict, path: Path, save: Callable[[dict, Path], None] | None = None) -> None:
-    """Write ``state`` with ``save`` (default ``torch.save``) to a temporary file beside ``path``, then rename
-    it: a write that is cut off (a killed kernel, a full disk) leaves the previous checkpoint as it was."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.partial")
-    try:
-        (save or torch.save)(state, temporary)  # looked up at each call, so tests can replace torch.save
-        temporary.replace(path)
-    finally:
-        temporary.unlink(missing_ok=True)
+    """Write ``state`` with ``save`` (default ``torch.save``) atomically (``paths.write_atomically``): a write
+    that is cut off leaves the previous checkpoint as it was."""
+    # torch.save is looked up at each call, so tests can replace it
+    write_atomically(path, lambda temporary: (save or torch.save)(state, temporary))
 
 
 def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> dict:
