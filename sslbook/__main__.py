@@ -5,13 +5,15 @@
     python -m sslbook eval runs/simclr/checkpoint.pt
     python -m sslbook export runs/simclr/checkpoint.pt --out simclr-encoder.safetensors
     python -m sslbook classroom --out classroom
+    python -m sslbook sweep simclr --samples 3
 
 ``train`` writes ``checkpoint.pt`` (resumed when present), ``log.jsonl`` (one JSON line per step
 and per epoch, as it goes) and ``<method>.json`` (method, profile, recipe, kNN, linear probe,
 alignment, uniformity, wall time, images per second, hardware) into the output folder; launch it
 with ``torchrun --nproc_per_node=P -m sslbook train ...`` to train on P processes. ``classroom``
 writes a student copy (solutions removed, checks kept) and an instructor copy of every chapter
-notebook.
+notebook. ``sweep`` trains each method's chapter run on several class-balanced samples and seeds and
+writes the spread of its results into ``results/sweep-<profile>/``.
 """
 from __future__ import annotations
 
@@ -162,9 +164,20 @@ def command_classroom(args) -> int:
     return 0
 
 
+def command_sweep(args) -> int:
+    from .sweep import sweep_method
+
+    profile = choose_profile(args.profile)
+    for name in args.methods or list(registry.METHODS):
+        with redirect_stdout(sys.stderr):
+            summary = sweep_method(name, profile, args.samples, args.data)["summary"]
+        print(json.dumps({"method": name, **{key: round(value["mean"], 2) for key, value in summary.items()}}))
+    return 0
+
+
 def whole_number(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number of epochs, at least 1, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected a whole number, at least 1, got {text!r}")
     return int(text)
 
 
@@ -249,6 +262,17 @@ def parser() -> argparse.ArgumentParser:
     classroom_parser.add_argument("--out", default="classroom", help="folder for student/ and instructor/")
     classroom_parser.add_argument("--book", help="the book's folder (default: the one around the current folder)")
     classroom_parser.set_defaults(run=command_classroom)
+    sweep_parser = commands.add_parser(
+        "sweep", help="train methods' chapter runs on several samples and seeds; write their spread",
+        description="For each METHOD (default: all), train or load its chapter run on --samples class-balanced "
+                    "samples of the training images, sample s with seed s, and write the runs and their mean, "
+                    "minimum and maximum into results/sweep-PROFILE/METHOD.json.")
+    sweep_parser.add_argument("methods", nargs="*", type=method_name, metavar="METHOD",
+                              help="methods to sweep (default: every method)")
+    sweep_parser.add_argument("--samples", type=whole_number, default=3, help="samples and seeds (default 3)")
+    sweep_parser.add_argument("--profile", choices=sorted(PROFILES), help="default: full on a GPU, else quick")
+    sweep_parser.add_argument("--data", help="data folder (default: $SSLBOOK_DATA or ~/.cache/sslbook)")
+    sweep_parser.set_defaults(run=command_sweep)
     return main_parser
 
 

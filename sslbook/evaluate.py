@@ -106,6 +106,21 @@ def alignment_uniformity(encoder: nn.Module, images: torch.Tensor, recipe: ViewR
     return align_loss(x, y).item(), uniform_loss(x).item()
 
 
+@torch.no_grad()
+def neighbour_purity(features: torch.Tensor, labels: torch.Tensor, n_classes: int, k: int = 10) -> torch.Tensor:
+    """Per class, the share of same-class images among each image's ``k`` nearest others (cosine
+    similarity, the image itself left out), averaged over the class's images: how well the class
+    gathers in the feature space that an embedding map draws. Chance is the class's share of the data."""
+    if not 1 <= k < len(features):
+        raise ValueError(f"k must be between 1 and {len(features) - 1} (the other images), got {k}")
+    features = F.normalize(features.float(), dim=1)
+    similarity = features @ features.T
+    similarity.fill_diagonal_(-float("inf"))
+    neighbours = similarity.topk(k, dim=1).indices
+    same = (labels[neighbours] == labels[:, None]).float().mean(dim=1)
+    return torch.zeros(n_classes).scatter_add_(0, labels, same) / torch.bincount(labels, minlength=n_classes)
+
+
 def random_init_like(encoder: nn.Module, seed: int = 0) -> nn.Module:
     """A copy of ``encoder`` with freshly initialised weights: the random-init baseline."""
     torch.manual_seed(seed)

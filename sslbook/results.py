@@ -2,7 +2,9 @@
 
 Quick-profile results are written when a chapter runs (``results/quick/``, not
 committed); full-profile results come from GPU runs and are committed in
-``results/full/`` with the hardware and recipe they came from.
+``results/full/`` with the hardware and recipe they came from. Recorded experiments, too long for a
+chapter to repeat at every run, are written by the function that measured them into
+``results/recorded/`` and committed with how they were made.
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from .paths import RESULTS_ENV, results_base  # noqa: F401 (RESULTS_ENV: for the tests)
+from .paths import RESULTS_ENV, results_base, write_atomically  # noqa: F401 (RESULTS_ENV: for the tests)
 
 
 def results_dir(profile: str) -> Path:
@@ -46,3 +48,17 @@ def load_results(profile: str) -> dict[str, dict]:
 def reference_result(method: str) -> dict | None:
     """The committed full-profile (GPU) result of a method, or None if it has not been run."""
     return load_results("full").get(method)
+
+
+def save_recorded(name: str, record: dict) -> Path:
+    """Write the recorded experiment ``results/recorded/<name>.json`` with the hardware and torch version."""
+    path = results_dir("recorded") / f"{name}.json"
+    text = json.dumps({**record, "hardware": hardware(), "torch": torch.__version__}, indent=2, sort_keys=True)
+    write_atomically(path, lambda temporary: temporary.write_text(text + "\n"))
+    return path
+
+
+def recorded(name: str) -> dict | None:
+    """The recorded experiment ``name``, or None when ``results/recorded/`` has none."""
+    path = results_dir("recorded") / f"{name}.json"
+    return json.loads(path.read_text()) if path.is_file() else None

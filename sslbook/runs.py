@@ -44,6 +44,20 @@ def extended(settings: dict[str, dict], **shared) -> dict[str, dict]:
 
 
 @dataclass(frozen=True)
+class Published:
+    """A result reported by a paper or another library: other data, architecture or budget than the book's."""
+
+    source: str  # who reports it (the chapter's text cites it)
+    metric: str  # "linear probe" or "kNN" (test accuracy, %)
+    value: float
+    setting: str  # the data, backbone and budget it was measured with
+
+
+SOLO_LEARN = "solo-learn"  # its README's CIFAR-10 table (commit 0126879); cited as dacosta2022sololearn
+LIGHTLY = "lightly"  # its documentation's CIFAR-10 benchmark (commit 0243660); cited as susmelj2020lightly
+
+
+@dataclass(frozen=True)
 class MethodEntry:
     """Everything the book and the command line need to know about one method, kept in its module."""
 
@@ -55,6 +69,7 @@ class MethodEntry:
     build: Callable[..., nn.Module]  # build(profile, train_data, **settings) -> method
     settings: dict[str, dict]  # profile name -> keyword arguments of ``build``
     training: dict[str, dict] = dataclasses.field(default_factory=dict)  # profile -> TrainConfig fields
+    published: tuple[Published, ...] = ()  # reference numbers from the literature, shown in the chapter
 
     @property
     def family(self) -> str:

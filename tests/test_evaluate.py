@@ -99,3 +99,24 @@ def test_evaluate_reports_every_metric_and_extracts_features_in_eval_mode():
     assert encoder.training  # restored after extraction
     features = evaluate.extract_features(encoder, images, batch_size=7)
     assert torch.allclose(features, evaluate.extract_features(encoder, images.float() / 255, batch_size=40), atol=1e-5)
+
+
+def test_neighbour_purity_matches_a_brute_force_count():
+    generator = torch.Generator().manual_seed(0)
+    features, labels, k = torch.randn(40, 5, generator=generator), torch.arange(40) % 3, 4
+    purity = evaluate.neighbour_purity(features, labels, n_classes=3, k=k)
+    unit = F.normalize(features, dim=1)
+    per_image = []
+    for i in range(40):
+        others = sorted((j for j in range(40) if j != i), key=lambda j: -float(unit[i] @ unit[j]))[:k]
+        per_image.append(sum(int(labels[j] == labels[i]) for j in others) / k)
+    expected = [sum(p for p, label in zip(per_image, labels) if label == c) / int((labels == c).sum()) for c in range(3)]
+    assert torch.allclose(purity, torch.tensor(expected))
+
+
+def test_neighbour_purity_is_one_for_separated_classes_and_rejects_a_bad_k():
+    labels = torch.arange(30) % 3
+    features = F.one_hot(labels, 3).float() + 0.01 * torch.randn(30, 3)
+    assert torch.equal(evaluate.neighbour_purity(features, labels, 3, k=5), torch.ones(3))
+    with pytest.raises(ValueError, match="k must be between 1 and 29"):
+        evaluate.neighbour_purity(features, labels, 3, k=30)
