@@ -113,9 +113,10 @@ def test_adversarial_terms_train_each_player_on_its_own_loss():
     images = batch.images.float() / 255
     mask = method.masks(4, 32, 32, None, "cpu")
     prediction = method.autoencoder(apply_mask(images, mask))
-    completed = torch.where(mask[:, None], prediction, images)
+    region = mask[:, None].float()  # D sees only the hidden region, of the real image and of F's fill
     discriminator = method.discriminator
-    adversarial_discriminator_loss(discriminator(images), discriminator(completed.detach())).backward()
+    adversarial_discriminator_loss(discriminator(region * images),
+                                   discriminator((region * prediction).detach())).backward()
     for got, expected in zip(discriminator_grads, [p.grad for p in discriminator.parameters()]):
         torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-6)
     method.zero_grad()
@@ -123,7 +124,7 @@ def test_adversarial_terms_train_each_player_on_its_own_loss():
     reconstruction = (hidden * (prediction - images) ** 2).sum() / hidden.sum()
     with torch.no_grad():
         weights = {name: p.clone() for name, p in discriminator.named_parameters()}
-    fake_logits = torch.func.functional_call(discriminator, weights, (completed,))
+    fake_logits = torch.func.functional_call(discriminator, weights, (region * prediction,))
     (0.999 * reconstruction + 0.001 * adversarial_generator_loss(fake_logits)).backward()
     assert all(p.grad is None or p.grad.abs().max() == 0 for p in discriminator.parameters())
     for got, expected in zip(autoencoder_grads, [p.grad for p in method.autoencoder.parameters()]):
@@ -180,3 +181,16 @@ def test_harmonic_fill_recovers_a_linear_ramp_inside_the_hole():
     assert (filled[:, :, 3:8, 4:10] - ramp[:, :, 3:8, 4:10]).abs().max() < 1e-6
     with pytest.raises(ValueError, match="iterations must be a positive int"):
         harmonic_fill(ramp, hole, iterations=0)
+
+
+def test_the_discriminator_never_sees_the_context():
+    method = small_method(adversarial=True, overlap_weight=None)
+    seen = []
+    method.discriminator.register_forward_hook(lambda module, inputs, output: seen.append(inputs[0].detach()))
+    batch = make_batch(n=4)
+    method.training_loss(batch)
+    outside = ~method.masks(4, 32, 32, None, "cpu")[:, None].expand(4, 3, 32, 32)
+    real = batch.images.float() / 255
+    # F's fill (for F's term), the real region and F's fill again (for D's term)
+    assert len(seen) == 3 and all(view[outside].abs().max() == 0 for view in seen)
+    assert torch.equal(seen[1][~outside], real[~outside])

@@ -4,11 +4,13 @@ Drop a region M^ of each image x, fill it with the mean colour, and train an
 encoder-decoder F to paint it back:
 
     L_rec = || M^ * (x - F((1 - M^) * x)) ||_2^2,
-    L_adv = max_D  E[log D(x) + log(1 - D(F((1 - M^) * x)))],
+    L_adv = max_D  E[log D(M^ * x) + log(1 - D(M^ * F((1 - M^) * x)))],
     L     = lambda_rec * L_rec + lambda_adv * L_adv.
 
 The adversarial term is optional (`adversarial=True`); without it the method is
-pure inpainting by squared error. The encoder of F is kept for evaluation.
+pure inpainting by squared error. D judges the hidden region only, as in the authors' released
+code, where it sees the predicted centre and never the context: shown the whole completed image, it
+could tell real from fake by the seam alone. The encoder of F is kept for evaluation.
 """
 from __future__ import annotations
 
@@ -144,15 +146,15 @@ class ContextEncoder(nn.Module):
         reconstruction = masked_reconstruction_loss(prediction, images, mask, self.overlap_weight)
         if self.discriminator is None:
             return {"loss": reconstruction}
-        completed = torch.where(mask[:, None], prediction, images)
+        hidden = mask[:, None].to(images.dtype)  # M^: D sees the region that was filled, zero elsewhere
+        real, filled = hidden * images, hidden * prediction
         frozen = {name: p.detach() for name, p in self.discriminator.named_parameters()}
-        generator_term = adversarial_generator_loss(functional_call(self.discriminator, frozen, (completed,)))
+        generator_term = adversarial_generator_loss(functional_call(self.discriminator, frozen, (filled,)))
         inpainting_loss = context_encoder_joint_loss(
             reconstruction, generator_term, self.reconstruction_weight, self.adversarial_weight
         )
-        discriminator_loss = adversarial_discriminator_loss(
-            self.discriminator(images), self.discriminator(completed.detach())
-        )
+        discriminator_loss = adversarial_discriminator_loss(self.discriminator(real),
+                                                            self.discriminator(filled.detach()))
         return {
             "loss": inpainting_loss + discriminator_loss,
             "reconstruction": reconstruction.item(),
