@@ -10,7 +10,8 @@ from torch import nn
 
 from .augment import ViewRecipe
 from .data import ImageData
-from .evaluate import PixelEncoder, evaluate, extract_features, neighbour_purity, random_init_like
+from .evaluate import (PixelEncoder, evaluate, extract_features, nearest_training_images, neighbour_purity,
+                       random_init_like)
 from .paths import write_atomically
 from .train import TrainConfig
 from .runs import checkpoints_dir, describe_run, load_or_train, method_run  # noqa: F401 (the chapters' API)
@@ -136,6 +137,35 @@ def clusters_sentence(name: str, encoder: nn.Module, random_encoder: nn.Module, 
                     f"{name}'s features are {listed(trained.argsort(descending=True), trained)}; on average "
                     f"{100 * trained.mean():.0f}% of neighbours share the class, against "
                     f"{100 * random.mean():.0f}% for the random-init encoder. The largest gains over it: {gains}.")
+
+
+def retrieval(name: str, encoder: nn.Module, random_encoder: nn.Module, train_data: ImageData,
+              test_data: ImageData, n_queries: int = 4, k: int = 6):
+    """Show a few test images (one per class, evenly spaced over the classes) and their ``k`` nearest
+    training images by ``name``'s features and by the random-init encoder's; return a Markdown sentence
+    with the share of same-class neighbours over all test images."""
+    import matplotlib.pyplot as plt
+    import torch
+    from IPython.display import Markdown
+
+    from .plots import retrieval_grid
+
+    n_classes = len(test_data.classes)
+    train_labels, test_labels = train_data.labels.cpu(), test_data.labels.cpu()
+    shown_classes = torch.linspace(0, n_classes - 1, n_queries).round().long()
+    queries = torch.stack([torch.nonzero(test_labels == label)[0, 0] for label in shown_classes.tolist()])
+    neighbours, same_class, precision = {}, {}, {}
+    for title, model in (("random init", random_encoder), (name, encoder)):
+        nearest = nearest_training_images(extract_features(model, train_data.images),
+                                          extract_features(model, test_data.images), k)
+        agrees = train_labels[nearest] == test_labels[:, None]
+        precision[title] = 100 * agrees.float().mean().item()
+        neighbours[title], same_class[title] = train_data.images.cpu()[nearest[queries]], agrees[queries]
+    retrieval_grid(test_data.images.cpu()[queries], neighbours, same_class)
+    plt.show()
+    return Markdown(f"Measured over all {len(test_data):,} test images: of each one's {k} nearest training images, "
+                    f"{precision[name]:.0f}% share its class in {name}'s features and {precision['random init']:.0f}% "
+                    f"in the random-init encoder's (chance: {100 / n_classes:.0f}%).")
 
 
 GAIN_NAMES = {"knn_gain": "kNN gain", "linear_gain": "linear-probe gain"}

@@ -121,6 +121,15 @@ def neighbour_purity(features: torch.Tensor, labels: torch.Tensor, n_classes: in
     return torch.zeros(n_classes).scatter_add_(0, labels, same) / torch.bincount(labels, minlength=n_classes)
 
 
+@torch.no_grad()
+def nearest_training_images(train_features: torch.Tensor, test_features: torch.Tensor, k: int) -> torch.Tensor:
+    """For every test feature, the indices of its ``k`` most cosine-similar training features, nearest first."""
+    if not 1 <= k <= len(train_features):
+        raise ValueError(f"k must be between 1 and the {len(train_features)} training features, got {k}")
+    similarity = F.normalize(test_features.float(), dim=1) @ F.normalize(train_features.float(), dim=1).T
+    return similarity.topk(k, dim=1).indices
+
+
 def random_init_like(encoder: nn.Module, seed: int = 0) -> nn.Module:
     """A copy of ``encoder`` with freshly initialised weights: the random-init baseline."""
     torch.manual_seed(seed)

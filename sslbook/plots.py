@@ -150,3 +150,32 @@ def similarity_heatmap(matrix: torch.Tensor, title: str = "", axis=None, labels:
     if colorbar:
         plt.colorbar(image, ax=axis, fraction=0.046)
     return axis
+
+
+def retrieval_grid(queries: torch.Tensor, neighbours: dict[str, torch.Tensor], same_class: dict[str, torch.Tensor],
+                   size: float = 0.95):
+    """Each query (first column) and its nearest training images, one block of rows per encoder;
+    a red frame marks a neighbour of another class than the query's.
+
+    neighbours, same_class: encoder name -> (Q, k) images' tensor of shape (Q, k, 3, H, W) and bool (Q, k).
+    """
+    n_queries, k = next(iter(same_class.values())).shape
+    rows = n_queries * len(neighbours)
+    figure, axes = plt.subplots(rows, 1 + k, figsize=(size * (1 + k), size * rows), squeeze=False)
+    for block, (name, images) in enumerate(neighbours.items()):
+        for q in range(n_queries):
+            row = axes[block * n_queries + q]
+            row[0].imshow(as_image(queries[q]), interpolation="nearest")
+            row[0].set_ylabel(name if q == 0 else "", rotation=0, ha="right", va="center", fontsize=9)
+            for j in range(k):
+                row[1 + j].imshow(as_image(images[q, j]), interpolation="nearest")
+                for spine in row[1 + j].spines.values():
+                    spine.set_edgecolor("white" if same_class[name][q, j] else "red")
+                    spine.set_linewidth(2.5)
+            for axis in row:
+                axis.set_xticks([]), axis.set_yticks([])
+    axes[0, 0].set_title("query", fontsize=8)
+    for j in range(k):
+        axes[0, 1 + j].set_title(f"#{j + 1}", fontsize=8)
+    figure.tight_layout()
+    return figure

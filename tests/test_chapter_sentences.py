@@ -71,3 +71,17 @@ def test_an_interrupted_write_leaves_the_previous_file(tmp_path):
     assert path.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["scores.json"]
     write_atomically(path, lambda temporary: temporary.write_text("new"))
     assert path.read_text() == "new" and [p.name for p in tmp_path.iterdir()] == ["scores.json"]
+
+
+def test_retrieval_counts_same_class_neighbours_over_all_test_images(monkeypatch):
+    import matplotlib
+    matplotlib.use("Agg")
+    labels = torch.arange(40) % 4
+    images = torch.randint(0, 256, (40, 3, 2, 2), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    images[:, 0] = 0
+    images[:, 0].view(40, 4)[torch.arange(40), labels] = 255  # the first four values: the class, one-hot
+    data = ImageData(images, labels, ["a", "b", "c", "d"])
+    text = chapter.retrieval("M", FirstPixels(), nn.Sequential(nn.Flatten(), nn.Linear(12, 4)), data, data,
+                             n_queries=2, k=3).data
+    assert "of each one's 3 nearest training images, 100% share its class in M's features" in text
+    assert "chance: 25%" in text

@@ -120,3 +120,14 @@ def test_neighbour_purity_is_one_for_separated_classes_and_rejects_a_bad_k():
     assert torch.equal(evaluate.neighbour_purity(features, labels, 3, k=5), torch.ones(3))
     with pytest.raises(ValueError, match="k must be between 1 and 29"):
         evaluate.neighbour_purity(features, labels, 3, k=30)
+
+
+def test_nearest_training_images_match_a_sort_of_cosine_similarities():
+    generator = torch.Generator().manual_seed(1)
+    train, test = torch.randn(30, 4, generator=generator), torch.randn(5, 4, generator=generator)
+    nearest = evaluate.nearest_training_images(train, test, k=3)
+    for query, row in zip(test, nearest):
+        ranked = sorted(range(30), key=lambda i: -F.cosine_similarity(query, train[i], dim=0).item())
+        assert row.tolist() == ranked[:3]
+    with pytest.raises(ValueError, match="k must be between 1 and the 30 training features"):
+        evaluate.nearest_training_images(train, test, k=31)
