@@ -191,7 +191,8 @@ def method_name(text: str) -> str:
 EXAMPLES = """examples:
   sslbook list
   sslbook train simclr --profile quick --out runs/simclr      # the SimCLR chapter's run
-  sslbook train simclr --epochs 100 --batch-size 256 --out runs/simclr-100
+  sslbook train simclr --profile gpu --out runs/simclr-gpu   # about 10 minutes on a T4
+  sslbook train simclr --profile full --epochs 100 --batch-size 256 --out runs/simclr-100
   sslbook eval runs/simclr/checkpoint.pt | jq .knn
   sslbook export runs/simclr/checkpoint.pt --out simclr-encoder.safetensors
   sslbook classroom --out classroom
@@ -218,8 +219,9 @@ def parser() -> argparse.ArgumentParser:
         epilog=f"methods: {method_list}")
     train_parser.add_argument("method", type=method_name, metavar="METHOD", help="one of the methods listed below")
     train_parser.add_argument("--profile", choices=sorted(PROFILES),
-                              help="quick (small CNN, 5,000 images, CPU) or full (ResNet-18, all images); "
-                                   "default: full on a GPU, else quick")
+                              help="quick (small CNN, 5,000 images, CPU), gpu (ResNet-18, all images, the "
+                                   "epochs that fit 10 minutes on a T4) or full (ResNet-18, all images, the "
+                                   "paper-scale epochs); default: gpu on a GPU, else quick")
     train_parser.add_argument("--epochs", type=int, help="default: the method's epochs in the profile")
     train_parser.add_argument("--batch-size", type=int, help="global batch size; default: the method's")
     train_parser.add_argument("--seed", type=int, default=0,
@@ -270,7 +272,7 @@ def parser() -> argparse.ArgumentParser:
     sweep_parser.add_argument("methods", nargs="*", type=method_name, metavar="METHOD",
                               help="methods to sweep (default: every method)")
     sweep_parser.add_argument("--samples", type=whole_number, default=3, help="samples and seeds (default 3)")
-    sweep_parser.add_argument("--profile", choices=sorted(PROFILES), help="default: full on a GPU, else quick")
+    sweep_parser.add_argument("--profile", choices=sorted(PROFILES), help="default: gpu on a GPU, else quick")
     sweep_parser.add_argument("--data", help="data folder (default: $SSLBOOK_DATA or ~/.cache/sslbook)")
     sweep_parser.set_defaults(run=command_sweep)
     return main_parser

@@ -58,6 +58,18 @@ def simclr_like(run):
     return method_run("simclr", run.profile, run.data, **dataclasses.asdict(run.config))
 
 
+SIDE_SHARE = 0.1  # of the main run's steps, for each side run of a chapter outside the quick profile
+
+
+def side_steps(run, quick_steps: int, share: float = SIDE_SHARE) -> int:
+    """The steps of a side experiment beside a chapter's main ``run`` (a variant, an ablation):
+    ``quick_steps`` in the quick profile; elsewhere ``share`` of the main run's steps, so that on a
+    GPU each side run costs that share of the main run's time (sized to the budget in ``gpu``)."""
+    if run.profile.settings_of == "quick":
+        return quick_steps
+    return max(1, round(share * run.config.epochs * (len(run.data) // run.config.batch_size)))
+
+
 def simclr_at_same_budget(run, test_data: ImageData, recipe: ViewRecipe | None = None) -> dict[str, float]:
     """The scores of ``simclr_like(run)``, loaded or trained, on ``run``'s training data and ``test_data``."""
     simclr = simclr_like(run)

@@ -21,6 +21,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from .budget import EpochBudget, epochs_that_fit, step_flops_per_image
 from .data import ImageData
 from .paths import CHECKPOINTS_ENV, checkpoints_dir  # noqa: F401 (CHECKPOINTS_ENV: for the tests)
 from .profiles import Profile
@@ -33,7 +34,8 @@ FAMILIES = (*FAMILY_OF_FOLDER.values(), "reference")  # the book's parts, then t
 
 
 def per_profile(shared: dict | None = None, *, quick: dict | None = None, full: dict | None = None) -> dict:
-    """Settings for each profile: ``shared`` by all, then what ``quick`` and ``full`` set apart."""
+    """Settings for each profile: ``shared`` by all, then what ``quick`` and ``full`` set apart
+    (the ``gpu`` profile takes ``full``'s, for fewer epochs)."""
     shared = shared or {}
     return {"quick": {**shared, **(quick or {})}, "full": {**shared, **(full or {})}}
 
@@ -78,10 +80,10 @@ class MethodEntry:
         return FAMILY_OF_FOLDER.get(folder, "reference")
 
     def settings_in(self, profile: Profile) -> dict:
-        return dict(self.settings.get(profile.name, {}))
+        return dict(self.settings.get(profile.settings_of, {}))
 
     def training_in(self, profile: Profile) -> dict:
-        return dict(self.training.get(profile.name, {}))
+        return dict(self.training.get(profile.settings_of, {}))
 
 
 @dataclass
@@ -96,6 +98,7 @@ class Run:
     data: ImageData
     fingerprint: str  # of the method as built, before any training (what names its checkpoint)
     description: dict[str, str]  # what the fingerprint covers, item by item
+    budget: EpochBudget | None = None  # how the epochs were sized, in a profile that sizes them
 
     @property
     def encoder(self) -> nn.Module:
@@ -138,7 +141,24 @@ def method_run(name: str, profile: Profile, train_data: ImageData, **overrides) 
     config = profile.train_config(**training)
     torch.manual_seed(config.seed)
     method = entry.build(profile, train_data, **settings)
-    return Run(name, method, config, settings, profile, train_data, *run_fingerprint(method, config, train_data))
+    budget = None
+    if profile.sized and "epochs" not in overrides:
+        config, budget = sized_to_budget(name, method, config, profile, train_data)
+    return Run(name, method, config, settings, profile, train_data, *run_fingerprint(method, config, train_data),
+               budget=budget)
+
+
+def sized_to_budget(name: str, method: nn.Module, config: TrainConfig, profile: Profile,
+                    train_data: ImageData) -> tuple[TrainConfig, EpochBudget]:
+    """``config`` with the epochs that fit the budget (``sslbook.budget``), said in one line, the
+    warm-up shortened to a tenth of them where the recipe's is longer; and the estimate."""
+    with torch.random.fork_rng(devices=[profile.device] if profile.device.type == "cuda" else []):
+        flops = step_flops_per_image(method, train_data, profile.device)
+    gpu_name = torch.cuda.get_device_name(profile.device) if profile.device.type == "cuda" else None
+    budget = epochs_that_fit(flops, len(train_data), most=config.epochs, gpu_name=gpu_name)
+    print(budget.describe(name))
+    return dataclasses.replace(config, epochs=budget.epochs,
+                               warmup_epochs=min(config.warmup_epochs, budget.epochs / 10)), budget
 
 
 def _plain(value):

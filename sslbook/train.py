@@ -30,6 +30,7 @@ from torch import nn
 from . import distributed
 from .checks import check_positive_int
 from .data import ImageData
+from .optimizers import LARS
 from .paths import write_atomically
 from .mixed_precision import (  # noqa: F401 (bf16_networks: for the tests)
     AUTOCAST_DTYPES, PRECISIONS, autocast_networks, bf16_networks, choose_precision, networks_of)
@@ -45,6 +46,7 @@ class Batch(NamedTuple):
     generator: torch.Generator  # seeded source of randomness for augmentations
 
 
+OPTIMIZERS = ("sgd", "adamw", "lars")
 READ_EVERY = 25  # steps between reads of the losses on the device (a read waits for the device to catch up)
 
 
@@ -52,7 +54,7 @@ READ_EVERY = 25  # steps between reads of the losses on the device (a read waits
 class TrainConfig:
     epochs: int = 10
     batch_size: int = 256
-    optimizer: str = "sgd"  # "sgd" (momentum 0.9) or "adamw"
+    optimizer: str = "sgd"  # "sgd" (momentum 0.9), "adamw" or "lars" (sslbook.optimizers, momentum 0.9)
     lr: float = 0.06
     weight_decay: float = 5e-4
     warmup_epochs: float = 0.0
@@ -67,8 +69,8 @@ class TrainConfig:
             raise ValueError(f"epochs must be at least 1, got {self.epochs}")
         if self.batch_size < 2:
             raise ValueError(f"batch_size must be at least 2 (contrastive losses need negatives), got {self.batch_size}")
-        if self.optimizer not in ("sgd", "adamw"):
-            raise ValueError(f"optimizer must be 'sgd' or 'adamw', got {self.optimizer!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {', '.join(map(repr, OPTIMIZERS))}, got {self.optimizer!r}")
         if not self.lr > 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
         if self.precision not in PRECISIONS:
@@ -114,6 +116,8 @@ class History:
 def make_optimizer(parameters, config: TrainConfig) -> torch.optim.Optimizer:
     if config.optimizer == "sgd":
         return torch.optim.SGD(parameters, lr=config.lr, momentum=0.9, weight_decay=config.weight_decay)
+    if config.optimizer == "lars":
+        return LARS(parameters, lr=config.lr, momentum=0.9, weight_decay=config.weight_decay)
     return torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)
 
 

@@ -86,3 +86,29 @@ def test_bad_inputs_stop_with_clear_messages():
                                    torch.Generator().manual_seed(0)))
     with pytest.raises(ValueError, match="3 \\(RGB\\) channels"):
         method.correlation_matrix(torch.zeros(4, 1, 32, 32))
+
+
+def test_the_loss_scale_multiplies_the_loss_and_full_follows_solo_learns_recipe():
+    images = random_images(8, seed=3)
+    batch = Batch(images, torch.zeros(8, dtype=torch.long), torch.arange(8), torch.Generator().manual_seed(1))
+    plain = tiny_method().training_loss(batch)
+    scaled_method = tiny_method()
+    scaled_method.loss_scale = 0.1
+    batch = Batch(images, torch.zeros(8, dtype=torch.long), torch.arange(8), torch.Generator().manual_seed(1))
+    assert torch.allclose(scaled_method.training_loss(batch), 0.1 * plain)
+    with pytest.raises(ValueError, match="loss_scale must be positive"):
+        BarlowTwins(SmallCNN(width=4, feature_dim=8), loss_scale=0.0)
+
+    from sslbook import registry
+    from sslbook.augment import byol_cifar, simclr_cifar
+    from sslbook.profiles import choose_profile
+
+    full = choose_profile("full", verbose=False)
+    entry = registry.get("barlow_twins")
+    assert entry.settings_in(full)["views"] == "asymmetric" and entry.settings_in(full)["loss_scale"] == 0.1
+    config = full.train_config(**entry.training_in(full))
+    assert (config.optimizer, config.lr, config.batch_size, config.weight_decay) == ("lars", 0.3, 256, 1e-4)
+    quick = choose_profile("quick", verbose=False)
+    assert entry.build(quick, None, **entry.settings_in(quick)).recipe == simclr_cifar()  # no data needed
+    small_full = {**entry.settings_in(full), "projection_dim": 8, "hidden_dim": 8}
+    assert entry.build(full, None, **small_full).recipe == byol_cifar()

@@ -43,12 +43,19 @@ def test_the_cpu_smoke_run_records_hardware_data_pipeline_and_simclr(tiny_image_
     assert record["pipeline"]["ratio"] == pytest.approx(pipelines["sslbook"]["images_per_second"]
                                                         / pipelines["conventional"]["images_per_second"])
     simclr = record["simclr"]
-    assert simclr["profile"] == "quick" and simclr["batch_size"] == gpu_check.CPU_SMOKE.batch_size
-    assert simclr["steps"] == simclr["max_steps"] == min(gpu_check.CPU_SMOKE.max_steps, simclr["budgeted_steps"])
-    assert simclr["budgeted_steps"] * simclr["seconds_per_step"] <= simclr["budgeted_training_seconds"]
-    for score in ("knn", "linear", "alignment", "uniformity"):
-        assert np.isfinite(simclr[score]) and np.isfinite(simclr["calibration_scores"][score])
-    assert 0 <= simclr["knn"] <= 100
+    assert np.isfinite(list(simclr["calibration_scores"].values())).all()
+    for part, profile in (("sized", "quick-sized"), ("full", "quick")):
+        run = simclr[part]
+        assert run["profile"] == profile and run["batch_size"] == gpu_check.CPU_SMOKE.batch_size
+        assert run["steps"] == run["max_steps"] <= gpu_check.CPU_SMOKE.max_steps
+        assert run["max_steps"] * simclr["seconds_per_step"] <= run["budgeted_training_seconds"]
+        assert all(np.isfinite(run[score]) for score in ("knn", "linear", "alignment", "uniformity"))
+        assert 0 <= run["knn"] <= 100
+    sized = simclr["sized"]
+    assert sized["epochs_of_recipe"] == sized["estimate"]["epochs"] >= 1
+    assert sized["sustained_tflops"] == pytest.approx(
+        sized["estimate"]["flops_per_image"] * sized["images_per_second"] / 1e12)
+    assert "sized to 10 minutes on a T4" in record["printed"]
     assert record["printed"] in printed and "kNN" in record["printed"] and "ratio sslbook" in record["printed"]
     assert returned["simclr"] == simclr and returned["printed"] == record["printed"]
 

@@ -67,6 +67,7 @@ def test_every_entry_builds_in_every_profile(profile_name, train_data):
     profile = choose_profile(profile_name, verbose=False)
     for name, entry in registry.METHODS.items():
         assert set(entry.settings) == {"quick", "full"} and set(entry.training) <= {"quick", "full"}, name
+        assert entry.settings_in(choose_profile("gpu", verbose=False)) == entry.settings["full"], name
         profile.train_config(**entry.training_in(profile))  # raises on an unknown or invalid setting
     for name in ("simclr", "rotation", "mae"):  # one per family: the full profile's networks are large
         method_run(name, profile, train_data)

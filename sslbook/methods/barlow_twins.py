@@ -35,9 +35,13 @@ class BarlowTwins(nn.Module):
     """
 
     def __init__(self, encoder: nn.Module, projection_dim: int = 512, hidden_dim: int = 512, lambd: float = 5e-3,
-                 recipe: ViewRecipe | Sequence[ViewRecipe] | None = None, head_layers: int = 3):
+                 recipe: ViewRecipe | Sequence[ViewRecipe] | None = None, head_layers: int = 3,
+                 loss_scale: float = 1.0):
         super().__init__()
         check_non_negative(lambd, "lambd", "5e-3")
+        if not loss_scale > 0:
+            raise ValueError(f"loss_scale must be positive, got {loss_scale}; 1.0 leaves the loss as it is")
+        self.loss_scale = loss_scale  # a constant factor on L_BT (solo-learn's CIFAR recipe: 0.1, with LARS)
         self.encoder = encoder  # f(.)
         self.projector = projection_mlp(encoder.feature_dim, hidden_dim, projection_dim, head_layers)  # g(.)
         self.lambd = lambd
@@ -61,7 +65,7 @@ class BarlowTwins(nn.Module):
         view_a, view_b = self.views(batch.images, batch.generator)
         # Each view is projected on its own, so the projector's BatchNorm sees one view at a time (as in the paper).
         z_a, z_b = self.project(view_a), self.project(view_b)
-        return barlow_twins_loss(z_a.float(), z_b.float(), self.lambd)
+        return self.loss_scale * barlow_twins_loss(z_a.float(), z_b.float(), self.lambd)
 
     @torch.no_grad()
     def correlation_matrix(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -75,9 +79,15 @@ class BarlowTwins(nn.Module):
         return c
 
 
-def build(profile, train_data, *, projection_dim: int, hidden_dim: int, lambd: float) -> BarlowTwins:
+VIEWS = {"symmetric": simclr_cifar, "asymmetric": byol_cifar}  # SimCLR's pair, or BYOL's (the paper's)
+
+
+def build(profile, train_data, *, projection_dim: int, hidden_dim: int, lambd: float, views: str,
+          loss_scale: float) -> BarlowTwins:
+    if views not in VIEWS:
+        raise ValueError(f"views must be one of {', '.join(VIEWS)}, got {views!r}")
     return BarlowTwins(profile.encoder(), projection_dim=projection_dim, hidden_dim=hidden_dim, lambd=lambd,
-                       recipe=simclr_cifar())
+                       recipe=VIEWS[views](), loss_scale=loss_scale)
 
 
 PUBLISHED = (  # the CIFAR ResNet-18: a 3x3 stem and no max-pool
@@ -89,7 +99,15 @@ PUBLISHED = (  # the CIFAR ResNet-18: a 3x3 stem and no max-pool
 ENTRY = MethodEntry(
     name="barlow_twins", title="Barlow Twins", chapter="book/contrastive/barlow_twins.ipynb", order=15, build=build,
     summary="Barlow Twins: cross-correlation of two views towards the identity (Zbontar et al. 2021)",
-    training=per_profile(quick=dict(epochs=10)),
-    settings=per_profile(quick=dict(projection_dim=512, hidden_dim=512, lambd=0.02),
-                         full=dict(projection_dim=2048, hidden_dim=2048, lambd=5e-3)),
+    # full: solo-learn's CIFAR recipe (scripts/pretrain/cifar/barlow.yaml): BYOL's asymmetric views,
+    # a 2048-2048 projector, the loss scaled by 0.1 and LARS (lr 0.3, batch 256, weight decay 1e-4,
+    # eta 0.02, clipped, no decay or ratio for biases and norms), there for 1,000 epochs. LARS keeps
+    # each layer's step a fixed fraction of its norm, whatever the size of a D = 2048 loss's gradient.
+    # quick: AdamW on SimCLR's symmetric views, as every quick-profile method (tested there).
+    training=per_profile(quick=dict(epochs=10), full=dict(optimizer="lars", lr=0.3, weight_decay=1e-4,
+                                                          batch_size=256)),
+    settings=per_profile(quick=dict(projection_dim=512, hidden_dim=512, lambd=0.02, views="symmetric",
+                                    loss_scale=1.0),
+                         full=dict(projection_dim=2048, hidden_dim=2048, lambd=5e-3, views="asymmetric",
+                                   loss_scale=0.1)),
     published=PUBLISHED)
