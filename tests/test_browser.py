@@ -5,9 +5,9 @@ rendered from their sources, served on localhost, and every page is opened in De
 through chromedriver: no console errors, no broken internal links or images; the SimCLR chapter
 shows its figures and typeset equations; a screenshot of it is saved under ``artifacts/``.
 
-MathJax comes from a CDN in the published book; the machine running the tests may have no
-network, so the test serves MathJax 3 from npm's package instead (``SSLBOOK_MATHJAX`` may name an
-unpacked ``es5`` folder). Chromium and chromedriver are installed with apt when missing and the
+The build bundles MathJax (``book/_ext``), and Chromium runs with the network off: every host but
+localhost fails to resolve, so a page that needed a CDN would show a console error, and its
+equations would stay raw TeX. Chromium and chromedriver are installed with apt when missing and the
 test runs as root; elsewhere the test is skipped with the command to run, unless
 ``SSLBOOK_REQUIRE_BROWSER`` is set (as in CI), where it fails instead.
 """
@@ -34,6 +34,7 @@ pytestmark = pytest.mark.book_level
 
 ROOT = Path(__file__).resolve().parent.parent
 EXECUTED_CHAPTER = "book/contrastive/simclr"
+OFFLINE = "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"  # a classroom without a network
 ARTIFACTS = ROOT / "artifacts"
 
 
@@ -56,21 +57,6 @@ def _chromium() -> tuple[str, str]:
     return found
 
 
-def _mathjax(cache: Path) -> Path:
-    """A folder holding MathJax 3's es5 build (tex-mml-chtml.js and its components)."""
-    if os.environ.get("SSLBOOK_MATHJAX"):
-        folder = Path(os.environ["SSLBOOK_MATHJAX"])
-    else:
-        folder = cache / "node_modules" / "mathjax" / "es5"
-        if not folder.exists() and shutil.which("npm"):
-            subprocess.run(["npm", "install", "--silent", "--no-audit", "--no-fund", "--prefix", str(cache),
-                            "mathjax@3"], check=False)
-    if not (folder / "tex-mml-chtml.js").exists():
-        _unavailable(f"MathJax 3 not found in {folder}: install Node.js's npm, or set SSLBOOK_MATHJAX to a "
-                     "folder with MathJax 3's es5 files")
-    return folder
-
-
 @pytest.fixture(scope="module")
 def built_book(tmp_path_factory):
     """Build the book into a temporary folder; return its html folder."""
@@ -79,7 +65,6 @@ def built_book(tmp_path_factory):
     config["execute"] = {**config.get("execute", {}), "execute_notebooks": "force",
                          "exclude_patterns": [f"{entry}.ipynb" for entry in toc_entries(ROOT)
                                               if entry != EXECUTED_CHAPTER]}
-    config["sphinx"]["config"]["mathjax_path"] = "mathjax/tex-mml-chtml.js"  # relative to _static
     config["sphinx"]["local_extensions"] = {name: str(ROOT / path)  # relative to the config file otherwise
                                             for name, path in config["sphinx"].get("local_extensions", {}).items()}
     config_path = out / "_config.yml"
@@ -89,9 +74,7 @@ def built_book(tmp_path_factory):
                             "--warningiserror", "--keep-going"], capture_output=True, text=True,
                            env={key: value for key, value in os.environ.items() if key != "MPLBACKEND"})  # inline figures
     assert build.returncode == 0, build.stdout[-6000:] + build.stderr[-6000:]
-    html = out / "_build" / "html"
-    shutil.copytree(_mathjax(tmp_path_factory.getbasetemp() / "mathjax"), html / "_static" / "mathjax")
-    return html
+    return out / "_build" / "html"
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +100,8 @@ def browser(tmp_path_factory):
     options.binary_location = chromium
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--window-size=1280,1600", f"--user-data-dir={tmp_path_factory.mktemp('chromium')}"):
+                 "--window-size=1280,1600", f"--user-data-dir={tmp_path_factory.mktemp('chromium')}",
+                 OFFLINE):
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=chromedriver))
@@ -180,6 +164,15 @@ def test_every_page_loads_cleanly(built_book, server, browser, capsys):
     with capsys.disabled():
         print(f"\nbrowser test: {len(pages)} pages checked in headless Chromium, {len(problems)} with problems")
     assert problems == {}
+
+
+def test_the_book_bundles_mathjax_and_loads_no_script_from_elsewhere(built_book):
+    assert (built_book / "_static" / "mathjax" / "tex-mml-chtml.js").is_file()
+    assert list((built_book / "_static" / "mathjax" / "output" / "chtml" / "fonts").rglob("*.woff"))
+    page = (built_book / f"{EXECUTED_CHAPTER}.html").read_text()
+    sources = re.findall(r'<script[^>]*\ssrc="([^"]+)"', page)
+    assert any(source.endswith("_static/mathjax/tex-mml-chtml.js") for source in sources), sources
+    assert [source for source in sources if "://" in source] == []
 
 
 def test_the_simclr_chapter_shows_figures_and_equations(built_book, server, browser, capsys):

@@ -13,12 +13,19 @@ sphinx-togglebutton's) reach every page twice, once with the file name ``None`` 
 ``""``; the second ``const THEBE_JS_URL`` is then a console error. The book drops any script
 whose source and attributes repeat an earlier one.
 
+MathJax is part of the build: ``_config.yml`` points ``mathjax_path`` at ``_static/mathjax``, and
+when the HTML is written the book copies MathJax 3's es5 build there from the Python package
+``django-static-mathjax`` (in the ``book`` extra; plain files, it needs no Django), so that a
+classroom without a network sees typeset equations, not raw ``\(\tau\)``.
+
 sphinx-book-theme leaves the colour mode empty until a reader picks one (it has no option for a
 default), which pydata-sphinx-theme's script reports as a console error on a first visit ("Got
 invalid theme mode"); the book starts such a visit in "auto", the mode the theme falls back to.
 """
+import importlib.util
 import json
 import re
+import shutil
 from pathlib import Path
 
 from docutils import nodes
@@ -79,9 +86,40 @@ class RunTimes(Directive):
         return [table]
 
 
+MATHJAX_ENTRY = "tex-mml-chtml.js"  # the combined component _config.yml's mathjax_path names
+MATHJAX_PARTS = ("a11y", "adaptors", "input", "output", "sre", "ui")  # what it loads on demand
+MATHJAX_MISSING = ("MathJax 3 for the offline book was not found: install the book's extra "
+                   "(pip install -e '.[book]', or pip install 'django-static-mathjax>=3.2,<4')")
+
+
+def mathjax_folder() -> Path:
+    """MathJax 3's es5 build inside the installed django-static-mathjax package."""
+    spec = importlib.util.find_spec("mathjax")
+    folder = Path(next(iter(spec.submodule_search_locations))) / "static" / "mathjax" / "es5" if spec else None
+    if folder is None or not (folder / MATHJAX_ENTRY).is_file():
+        raise RuntimeError(MATHJAX_MISSING)
+    return folder
+
+
+def bundle_mathjax(app, exception):
+    if exception is not None or app.builder.format != "html":
+        return
+    source, target = mathjax_folder(), Path(app.outdir) / "_static" / "mathjax"
+    target.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(source / MATHJAX_ENTRY, target / MATHJAX_ENTRY)
+    for part in MATHJAX_PARTS:
+        shutil.copytree(source / part, target / part, dirs_exist_ok=True)
+
+
+def check_mathjax(app, config):
+    mathjax_folder()  # fail at the start of a build, not after every page is written
+
+
 def setup(app):
     app.add_directive("run-times", RunTimes)
     app.connect("env-before-read-docs", read_in_toc_order)
     app.add_js_file(None, body=START_IN_AUTO_MODE, priority=100)
     app.connect("html-page-context", drop_repeated_scripts)
+    app.connect("config-inited", check_mathjax)
+    app.connect("build-finished", bundle_mathjax)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
