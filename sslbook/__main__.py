@@ -158,9 +158,13 @@ def command_classroom(args) -> int:
     from .classroom import write_copies
 
     out = Path(args.out)
-    written = write_copies(out, Path(args.book) if args.book else None)
-    print(f"wrote {len(written)} student notebooks to {out / 'student'} and their instructor copies to "
-          f"{out / 'instructor'}", file=sys.stderr)
+    written = write_copies(out, Path(args.book) if args.book else None, args.format)
+    if args.format == "otter":
+        print(f"wrote {len(written)} otter-grader assignment notebooks to {out / 'otter'}; `otter assign "
+              f"NOTEBOOK DIST` makes each one's student copy and autograder", file=sys.stderr)
+    else:
+        print(f"wrote {len(written)} student notebooks to {out / 'student'} and their instructor copies to "
+              f"{out / 'instructor'}", file=sys.stderr)
     return 0
 
 
@@ -263,6 +267,9 @@ def parser() -> argparse.ArgumentParser:
     classroom_parser = commands.add_parser("classroom", help="write student and instructor copies of the notebooks")
     classroom_parser.add_argument("--out", default="classroom", help="folder for student/ and instructor/")
     classroom_parser.add_argument("--book", help="the book's folder (default: the one around the current folder)")
+    classroom_parser.add_argument("--format", choices=("copies", "otter"), default="copies",
+                                  help="copies: student and instructor notebooks (default); otter: otter-grader "
+                                       "assignment notebooks, with public and hidden tests, into --out/otter")
     classroom_parser.set_defaults(run=command_classroom)
     sweep_parser = commands.add_parser(
         "sweep", help="train methods' chapter runs on several samples and seeds; write their spread",

@@ -33,3 +33,34 @@ def check_true(condition: bool, what: str, hint: str) -> None:
     if not condition:
         raise ExerciseError(f"{what}: not right yet. {hint}")
     print(f"correct: {what}")
+
+
+LIBRARIES = ("sslbook", "torch", "torchvision", "numpy", "sklearn")  # an answer imported from these is not one's own
+
+
+def _names_used(code) -> set[str]:
+    """Every global and attribute name a code object and the code nested in it refer to."""
+    names = set(code.co_names)
+    for constant in code.co_consts:
+        if hasattr(constant, "co_names"):
+            names |= _names_used(constant)
+    return names
+
+
+def check_own_implementation(function, what: str, library_names: tuple[str, ...] = ()) -> None:
+    """Check that ``function`` is the student's own: defined in the notebook, and calling none of
+    ``library_names`` (the library functions its exercise's check compares against), neither by name
+    nor through a global that holds one. A graded copy's hidden test (``classroom --format otter``)."""
+    if not callable(function):
+        raise ExerciseError(f"{what}: no answer yet; define the function in the exercise cell and run it")
+    module = getattr(function, "__module__", None) or ""
+    if not hasattr(function, "__code__") or module.split(".")[0] in LIBRARIES:
+        raise ExerciseError(f"{what}: {getattr(function, '__qualname__', function)!r} comes from "
+                            f"{module or 'a compiled library'}, not from this notebook; write the function yourself")
+    used = _names_used(function.__code__)
+    through_globals = {getattr(function.__globals__.get(name), "__name__", None) for name in used}
+    called = sorted(set(library_names) & (used | through_globals))
+    if called:
+        raise ExerciseError(f"{what}: the answer calls {', '.join(called)} from sslbook, the function the check "
+                            "compares it with; compute it yourself")
+    print(f"correct: {what} is your own implementation")
