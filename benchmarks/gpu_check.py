@@ -202,11 +202,11 @@ def train_simclr(sizes: Sizes, train_data, test_data, deadline: float) -> dict:
     records["sized"] = trained | sized_run_record(sized, trained)
 
     left = deadline - time.perf_counter() - reserved
-    full = method_run("simclr", full_profile, train_data, **batch_of(sizes))
+    full, full_steps = method_run("simclr", full_profile, train_data, **batch_of(sizes)), steps_in(left)
     steps_per_epoch = len(train_data) // full.config.batch_size
     full.config = replace(full.config, warmup_epochs=min(full.config.warmup_epochs,
-                                                         0.1 * steps_in(left) / steps_per_epoch))
-    records["full"] = train_and_evaluate(full, train_data, test_data, steps_in(left), left)
+                                                         0.1 * full_steps / steps_per_epoch))
+    records["full"] = train_and_evaluate(full, train_data, test_data, full_steps, left)
     return records
 
 

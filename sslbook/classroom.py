@@ -237,6 +237,7 @@ def write_copies(out: Path, root: Path | None = None, format: str = "copies") ->
             target.write_text(json.dumps(make(notebook), indent=1, ensure_ascii=False) + "\n")
             if kind == "student":
                 written.append(target)
-    for kind in ("student", "instructor") if format == "copies" else ("otter",):  # each copy is a book folder: its chapters share checkpoints/
+    kinds = ("student", "instructor") if format == "copies" else ("otter",)
+    for kind in kinds:  # each copy is a book folder: its chapters share checkpoints/
         (out / kind / "_toc.yml").write_text((root / "_toc.yml").read_text())
     return written

@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import torch
 
+from .checks import check_positive
+
 
 class LARS(torch.optim.Optimizer):
     def __init__(self, params, lr: float, momentum: float = 0.9, weight_decay: float = 0.0, eta: float = 0.02,
                  clip: bool = True):
-        if not lr > 0:
-            raise ValueError(f"lr must be positive, got {lr}")
-        if not eta > 0:
-            raise ValueError(f"eta (the trust coefficient) must be positive, got {eta}; solo-learn uses 0.02")
+        check_positive(lr, "lr", "0.3")
+        check_positive(eta, "eta (the trust coefficient)", "0.02 (solo-learn's)")
         super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay, eta=eta, clip=clip))
 
     @torch.no_grad()

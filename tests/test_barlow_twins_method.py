@@ -96,7 +96,7 @@ def test_the_loss_scale_multiplies_the_loss_and_full_follows_solo_learns_recipe(
     scaled_method.loss_scale = 0.1
     batch = Batch(images, torch.zeros(8, dtype=torch.long), torch.arange(8), torch.Generator().manual_seed(1))
     assert torch.allclose(scaled_method.training_loss(batch), 0.1 * plain)
-    with pytest.raises(ValueError, match="loss_scale must be positive"):
+    with pytest.raises(ValueError, match="loss_scale must be > 0"):
         BarlowTwins(SmallCNN(width=4, feature_dim=8), loss_scale=0.0)
 
     from sslbook import registry

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from ..augment import ViewRecipe, byol_cifar, make_views, simclr_cifar
-from ..checks import check_non_negative
+from ..checks import check_non_negative, check_positive
 from ..losses import barlow_twins_loss, cross_correlation
 from ..networks import projection_mlp
 from ..runs import LIGHTLY, SOLO_LEARN, MethodEntry, Published, per_profile
@@ -39,8 +39,7 @@ class BarlowTwins(nn.Module):
                  loss_scale: float = 1.0):
         super().__init__()
         check_non_negative(lambd, "lambd", "5e-3")
-        if not loss_scale > 0:
-            raise ValueError(f"loss_scale must be positive, got {loss_scale}; 1.0 leaves the loss as it is")
+        check_positive(loss_scale, "loss_scale", "1.0 (the loss as it is)")
         self.loss_scale = loss_scale  # a constant factor on L_BT (solo-learn's CIFAR recipe: 0.1, with LARS)
         self.encoder = encoder  # f(.)
         self.projector = projection_mlp(encoder.feature_dim, hidden_dim, projection_dim, head_layers)  # g(.)
