@@ -5,18 +5,24 @@
                           nitpicky, and any warning fails the build). Executed notebooks are
                           cached, and the cache is emptied whenever the package's source or
                           results/ changed since it was filled (myst-nb hashes the code cells only)
-    python3 dev.py test   run the unit tests, then execute every chapter notebook with nbval
+    python3 dev.py test   run the unit tests and execute every chapter notebook with nbval, in two
+                          lanes side by side (each with half the CPU's threads); then the chapters
+                          that read what the others saved, beside the book-level tests
 
-Options after the command go to the tool underneath (jupyter-book or pytest).
+Options after the command go to the tool underneath (jupyter-book, or every pytest run).
 """
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
+import threading
+import time
 import venv
 from pathlib import Path
 
@@ -28,6 +34,12 @@ PYTHON = BIN / ("python.exe" if os.name == "nt" else "python")
 NOTEBOOK_SOURCES = ("sslbook/**/*.py", "results/**/*")
 JUPYTER_CACHE = Path("_build") / ".jupyter_cache"  # myst-nb's default, beside _build/html (no execute.cache)
 SOURCES_STAMP = Path("_build") / ".jupyter_cache.sources"  # the hash of NOTEBOOK_SOURCES the cache holds
+# Chapters that read what the other chapters saved (their results, their checkpoints): they run after them.
+READ_OTHER_CHAPTERS = ("book/pretext/comparison.ipynb", "book/generative/comparison.ipynb", "book/benchmark.ipynb")
+LANES = 2  # test runs side by side; on two cores, one thread each beats two threads one after the other
+NBVAL = ("--nbval-lax", "--nbval-cell-timeout=900")
+NO_TESTS_COLLECTED = 5  # pytest's exit code when a selection (-k, -m) leaves a run nothing to do
+TIMES_ENV = "SSLBOOK_TEST_TIMES"  # where to write each run's time as JSON (optional)
 
 
 def ensure_environment() -> None:
@@ -95,9 +107,65 @@ def main() -> int:
                                   "--keep-going", *extra])
         record_sources(ROOT)
         return status
-    return subprocess.call([str(PYTHON), "-m", "pytest", "tests", *notebooks_in_toc_order(), "--nbval-lax",
-                            "--nbval-cell-timeout=900", *extra])
+    return run_tests(test_stages(extra))
 
+
+def test_stages(extra: list[str]) -> list[list[tuple[str, list[str]]]]:
+    """The named pytest runs of ``dev.py test``, in stages of runs that may go side by side: first the unit
+    tests and one run per chapter; then the chapters that read what those saved, beside the book-level
+    tests (they load the checkpoints the chapters saved)."""
+    pytest = [str(PYTHON), "-m", "pytest", "-p", "no:cacheprovider", *extra]
+    notebooks = notebooks_in_toc_order()
+    runs = {notebook: [*pytest, notebook, *NBVAL] for notebook in notebooks}
+    return [[("unit tests", [*pytest, "tests", "-m", "not book_level"]),
+             *[(notebook, runs[notebook]) for notebook in notebooks if notebook not in READ_OTHER_CHAPTERS]],
+            [("book-level tests", [*pytest, "tests", "-m", "book_level"]),
+             *[(notebook, runs[notebook]) for notebook in notebooks if notebook in READ_OTHER_CHAPTERS]]]
+
+
+def run_tests(stages: list[list[tuple[str, list[str]]]], lanes: int = LANES) -> int:
+    """Run each stage's commands ``lanes`` at a time (each with its share of the CPU's threads), the next
+    stage when the last one ended; print each run's output as it ends, then every run's time. Return 0 when
+    every run passed (or its selection left it nothing to run, as long as some run ran tests), else 1."""
+    threads = max(1, (os.cpu_count() or 1) // lanes)
+    environment = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    seconds, codes, lock = {}, {}, threading.Lock()
+
+    def work(queue: list[tuple[str, list[str]]]):
+        while True:
+            with lock:
+                if not queue:
+                    return
+                name, command = queue.pop(0)
+            start = time.monotonic()
+            with tempfile.TemporaryFile("w+") as output:
+                code = subprocess.call(command, stdout=output, stderr=subprocess.STDOUT, env=environment)
+                output.seek(0)
+                with lock:
+                    codes[name], seconds[name] = code, time.monotonic() - start
+                    print(f"\n===== {name}: exit {code}, {seconds[name]:.1f} s =====", flush=True)
+                    print(output.read(), end="", flush=True)
+
+    start = time.monotonic()
+    for stage in stages:
+        queue = list(stage)
+        workers = [threading.Thread(target=work, args=(queue,), daemon=True) for _ in range(min(lanes, len(queue)))]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+    print(f"\n===== time per run ({lanes} side by side, {threads} thread(s) each) =====")
+    for name, taken in seconds.items():
+        print(f"{taken:8.1f} s  {'ok' if codes[name] in (0, NO_TESTS_COLLECTED) else 'FAILED'}  {name}")
+    print(f"{time.monotonic() - start:8.1f} s  wall, all {len(seconds)} runs", flush=True)
+    if os.environ.get(TIMES_ENV):
+        out = Path(os.environ[TIMES_ENV])
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({name: round(taken, 1) for name, taken in seconds.items()}, indent=1))
+    failed = [name for name, code in codes.items() if code not in (0, NO_TESTS_COLLECTED)]
+    if failed:
+        print("failed: " + ", ".join(failed))
+    return 1 if failed or all(code == NO_TESTS_COLLECTED for code in codes.values()) else 0
 
 if __name__ == "__main__":
     sys.exit(main())

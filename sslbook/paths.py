@@ -9,6 +9,7 @@ the user's cache folder (``SSLBOOK_CACHE`` names another).
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -44,9 +45,11 @@ def cache_dir() -> Path:
 
 def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
     """Call ``write`` on a temporary file beside ``path``, then rename it to ``path``: a write that is cut
-    off (a killed kernel, a full disk) leaves the previous file as it was, and never a partial one."""
+    off (a killed kernel, a full disk) leaves the previous file as it was, and never a partial one. The
+    temporary name is the process's and thread's own, so writers of the same file (two chapters filling one
+    cache side by side) never share it; the last rename wins, and each file is whole."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.partial")
+    temporary = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.partial")
     try:
         write(temporary)
         temporary.replace(path)

@@ -1,6 +1,8 @@
 """`python3 dev.py book` empties the notebook cache whenever the package or results/ changed since it was filled."""
 import hashlib
 import importlib.util
+import json
+import os
 import re
 import shutil
 import sys
@@ -101,3 +103,53 @@ def test_binder_installs_the_package_with_cpu_torch_and_no_tooling():
     assert installs == ["python -m pip install --no-cache-dir -e ."]  # no extras: no test or book tooling
     major, minor = (ROOT / "binder/runtime.txt").read_text().strip().removeprefix("python-").split(".")
     assert (int(major), int(minor)) >= tuple(map(int, project["requires-python"].removeprefix(">=").split(".")))
+
+
+def test_every_chapter_runs_once_and_the_readers_after_the_chapters_they_read():
+    stages = dev.test_stages(["-x"])
+    names = [[name for name, _ in stage] for stage in stages]
+    notebooks = dev.notebooks_in_toc_order()
+    assert names[0][0] == "unit tests" and names[1][0] == "book-level tests" and len(stages) == 2
+    assert sorted(names[0][1:] + names[1][1:]) == sorted(notebooks)  # each chapter once
+    assert set(names[1][1:]) == set(dev.READ_OTHER_CHAPTERS)
+    assert all(command[:3] == [str(dev.PYTHON), "-m", "pytest"] and "-x" in command
+               for stage in stages for _, command in stage)
+
+
+def _script(code: str) -> list[str]:
+    return [sys.executable, "-c", code]
+
+
+def test_runs_go_side_by_side_stage_after_stage_and_any_failure_fails(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv(dev.TIMES_ENV, raising=False)
+    log = tmp_path / "log"
+    record = ("import os, time, sys; open({log!r}, 'a').write(f'{name} start {{time.monotonic()}}\\n'); "
+              "time.sleep(0.3); open({log!r}, 'a').write(f'{name} end {{time.monotonic()}} "
+              "{{os.environ[\"OMP_NUM_THREADS\"]}}\\n'); print('said {name}'); sys.exit({code})")
+    stages = [[(name, _script(record.format(log=str(log), name=name, code=0))) for name in ("a", "b", "c")],
+              [("d", _script(record.format(log=str(log), name="d", code=0)))]]
+    assert dev.run_tests(stages, lanes=2) == 0
+    events = {}
+    for line in log.read_text().splitlines():
+        name, what, when, *threads = line.split()
+        events[name, what] = float(when)
+        assert threads in ([], [str(max(1, (os.cpu_count() or 1) // 2))])
+    assert events["b", "start"] < events["a", "end"]  # a and b side by side
+    assert events["d", "start"] > max(events[name, "end"] for name in "abc")  # d after its stage
+    printed = capsys.readouterr().out
+    assert all(f"said {name}" in printed for name in "abcd") and "wall, all 4 runs" in printed
+
+    def ending(*codes):
+        return [[(f"run {i}", _script(f"import sys; sys.exit({code})"))] for i, code in enumerate(codes)]
+
+    assert dev.run_tests(ending(1, 0)) == 1
+    assert "failed: run 0" in capsys.readouterr().out
+    assert dev.run_tests(ending(dev.NO_TESTS_COLLECTED, 0)) == 0  # a selection that leaves one run empty
+    assert dev.run_tests(ending(dev.NO_TESTS_COLLECTED)) == 1  # nothing ran at all
+
+
+def test_the_times_are_written_where_the_variable_says(tmp_path, monkeypatch):
+    monkeypatch.setenv(dev.TIMES_ENV, str(tmp_path / "times" / "runs.json"))
+    assert dev.run_tests([[("quick", _script("pass"))]]) == 0
+    times = json.loads((tmp_path / "times" / "runs.json").read_text())
+    assert list(times) == ["quick"] and 0 <= times["quick"] < 60

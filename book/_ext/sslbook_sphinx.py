@@ -1,7 +1,7 @@
 """Sphinx settings of the book that a configuration value cannot express, and its one directive.
 
 ``run-times`` (on the instructors' page) writes the table of each chapter's run time from the
-measured times in ``results/notebook-times-quick.json`` (written by ``bash .ci/run``), with each
+measured times in ``results/notebook-times-quick.json`` (from a ``bash .ci/run``), with each
 chapter's title and number of exercises read from the notebook itself: nothing in it is kept by hand.
 
 Sphinx reads (and myst-nb executes) documents in alphabetical order; the book reads them in the
@@ -80,7 +80,7 @@ class RunTimes(Directive):
         if measured:
             markdown += ["", f"All {len(measured)} notebooks together: {sum(measured.values()) / 60:.0f} minutes."]
         else:
-            markdown += ["", f"No measured times yet: `{TIMES_FILE}` is written by `bash .ci/run`."]
+            markdown += ["", f"No measured times yet: `{TIMES_FILE}` is missing."]
         table = nodes.container()  # the page is MyST Markdown, so the nested text is parsed as MyST
         self.state.nested_parse(StringList(markdown, source=str(times_path)), self.content_offset, table)
         return [table]
