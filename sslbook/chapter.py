@@ -198,10 +198,10 @@ def reference_results(name: str, profile_name: str = "quick", asserted: tuple[st
     if entry.published:
         rows = "\n".join(f"| {row.source} | {row.metric} | {row.value:.1f} | {row.setting} |" for row in entry.published)
         parts.append("**Published** (other data, architecture or budget than this book's):\n\n"
-                     "| source | metric | accuracy (%) | setting |\n|---|---|---|---|\n" + rows)
+                     "| source | measure | result (%) | setting |\n|---|---|---|---|\n" + rows)
     else:
-        parts.append("**Published:** no CIFAR-10 number measured like the book's (kNN or a linear probe on frozen "
-                     "features) is recorded for this method yet.")
+        parts.append("**Published:** none recorded here: no result of this method could be checked against its "
+                     "paper's tables or its authors' released code, and none from memory is shown.")
     sweep = load_sweep(name, profile_name)
     if sweep is None:
         parts.append(f"**This book, {profile_name} profile:** no sweep is recorded in results/sweep-{profile_name}/; "

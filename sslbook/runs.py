@@ -50,13 +50,14 @@ class Published:
     """A result reported by a paper or another library: other data, architecture or budget than the book's."""
 
     source: str  # who reports it (the chapter's text cites it)
-    metric: str  # "linear probe" or "kNN" (test accuracy, %)
+    metric: str  # what was measured: "kNN", "linear probe", "VOC 2007 detection mAP" ... (in %)
     value: float
     setting: str  # the data, backbone and budget it was measured with
+    cite: str  # its key in references.bib: the chapter's reference section cites it
 
 
-SOLO_LEARN = "solo-learn"  # its README's CIFAR-10 table (commit 0126879); cited as dacosta2022sololearn
-LIGHTLY = "lightly"  # its documentation's CIFAR-10 benchmark (commit 0243660); cited as susmelj2020lightly
+SOLO_LEARN = "solo-learn"  # its README's CIFAR-10 table (commit 0126879)
+LIGHTLY = "lightly"  # its documentation's CIFAR-10 benchmark (commit 0243660)
 
 
 @dataclass(frozen=True)

@@ -98,3 +98,25 @@ def test_entry_trains_with_bf16_networks_as_on_a_gpu(name, train_data):
         assert all(math.isfinite(loss) for loss in history.losses())
         first_losses[precision] = history.losses()[0]
     assert first_losses["bf16"] == pytest.approx(first_losses["fp32"], rel=1e-2)
+
+
+def test_every_published_row_is_cited_by_its_chapter_s_reference_section():
+    """Each published number names its source in references.bib, and the chapter's reference section
+    (the Markdown cell before the one that shows it) cites that source."""
+    import json
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    bibliography = set(re.findall(r"^@\w+\{([^,]+),", (root / "references.bib").read_text(), re.MULTILINE))
+    for entry in registry.METHODS.values():
+        if not entry.published:
+            continue
+        cells = json.loads((root / entry.chapter).read_text())["cells"]
+        shown = next(i for i, cell in enumerate(cells)
+                     if cell["cell_type"] == "code" and f'reference_results("{entry.name}"' in "".join(cell["source"]))
+        cited = {key.strip() for role in re.findall(r"\{cite\}`([^`]+)`", "".join(cells[shown - 1]["source"]))
+                 for key in role.split(",")}
+        for row in entry.published:
+            assert row.cite in bibliography, f"{entry.name}: {row.cite} is not in references.bib"
+            assert row.cite in cited, f"{entry.chapter}: its reference section does not cite {row.cite}"

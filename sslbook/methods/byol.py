@@ -128,9 +128,12 @@ def build(profile, train_data, *, projection_dim: int, hidden_dim: int, tau_base
 
 
 PUBLISHED = (  # the CIFAR ResNet-18: a 3x3 stem and no max-pool
-    Published(SOLO_LEARN, "linear probe", 92.58, "CIFAR-10, ResNet-18, 1,000 epochs; online linear classifier"),
-    Published(LIGHTLY, "kNN", 86.8, "CIFAR-10, ResNet-18, 200 epochs of batch 512; k = 200, best epoch"),
-    Published(LIGHTLY, "kNN", 91.0, "CIFAR-10, ResNet-18, 800 epochs of batch 512; k = 200, best epoch"),
+    Published(SOLO_LEARN, "linear probe", 92.58, "CIFAR-10, ResNet-18, 1,000 epochs; online linear classifier",
+              "dacosta2022sololearn"),
+    Published(LIGHTLY, "kNN", 86.8, "CIFAR-10, ResNet-18, 200 epochs of batch 512; k = 200, best epoch",
+              "susmelj2020lightly"),
+    Published(LIGHTLY, "kNN", 91.0, "CIFAR-10, ResNet-18, 800 epochs of batch 512; k = 200, best epoch",
+              "susmelj2020lightly"),
 )
 
 ENTRY = MethodEntry(

@@ -47,9 +47,12 @@ def on_simclr_views(method_class: type[SimCLR]):
 SIMCLR_HEAD = per_profile(dict(projection_dim=128), quick=dict(hidden_dim=256), full=dict(hidden_dim=512))  # g(.)
 
 PUBLISHED = (  # the CIFAR ResNet-18: a 3x3 stem and no max-pool
-    Published(SOLO_LEARN, "linear probe", 90.74, "CIFAR-10, ResNet-18, 1,000 epochs; online linear classifier"),
-    Published(LIGHTLY, "kNN", 84.8, "CIFAR-10, ResNet-18, 200 epochs of batch 512; k = 200, best epoch"),
-    Published(LIGHTLY, "kNN", 87.9, "CIFAR-10, ResNet-18, 800 epochs of batch 512; k = 200, best epoch"),
+    Published(SOLO_LEARN, "linear probe", 90.74, "CIFAR-10, ResNet-18, 1,000 epochs; online linear classifier",
+              "dacosta2022sololearn"),
+    Published(LIGHTLY, "kNN", 84.8, "CIFAR-10, ResNet-18, 200 epochs of batch 512; k = 200, best epoch",
+              "susmelj2020lightly"),
+    Published(LIGHTLY, "kNN", 87.9, "CIFAR-10, ResNet-18, 800 epochs of batch 512; k = 200, best epoch",
+              "susmelj2020lightly"),
 )
 
 ENTRY = MethodEntry(
