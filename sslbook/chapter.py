@@ -196,7 +196,7 @@ def reference_results(name: str, profile_name: str = "quick", asserted: tuple[st
 
     entry, parts = get(name), []
     if entry.published:
-        rows = "\n".join(f"| {row.source} | {row.metric} | {row.value:.1f} | {row.setting} |" for row in entry.published)
+        rows = "\n".join(f"| {row.source} | {row.metric} | {row.value:g} | {row.setting} |" for row in entry.published)
         parts.append("**Published** (other data, architecture or budget than this book's):\n\n"
                      "| source | measure | result (%) | setting |\n|---|---|---|---|\n" + rows)
     else:

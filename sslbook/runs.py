@@ -12,6 +12,7 @@ setting trains afresh and never loads another run's weights.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 from dataclasses import dataclass, fields
@@ -56,8 +57,14 @@ class Published:
     cite: str  # its key in references.bib: the chapter's reference section cites it
 
 
-SOLO_LEARN = "solo-learn"  # its README's CIFAR-10 table (commit 0126879)
-LIGHTLY = "lightly"  # its documentation's CIFAR-10 benchmark (commit 0243660)
+PUBLISHED_FILE = Path(__file__).with_name("published.json")  # every method's published rows, with sources
+
+
+@functools.cache
+def published_results() -> dict[str, tuple[Published, ...]]:
+    """The published rows of ``published.json``, by method name."""
+    rows = json.loads(PUBLISHED_FILE.read_text())
+    return {name: tuple(Published(**row) for row in listed) for name, listed in rows.items() if name != "about"}
 
 
 @dataclass(frozen=True)
@@ -72,7 +79,11 @@ class MethodEntry:
     build: Callable[..., nn.Module]  # build(profile, train_data, **settings) -> method
     settings: dict[str, dict]  # profile name -> keyword arguments of ``build``
     training: dict[str, dict] = dataclasses.field(default_factory=dict)  # profile -> TrainConfig fields
-    published: tuple[Published, ...] = ()  # reference numbers from the literature, shown in the chapter
+
+    @property
+    def published(self) -> tuple[Published, ...]:
+        """Reference numbers from the literature (``published.json``), shown in the chapter."""
+        return published_results().get(self.name, ())
 
     @property
     def family(self) -> str:

@@ -9,7 +9,7 @@ import torch
 
 import sslbook.methods
 from sslbook import registry
-from sslbook.runs import method_run
+from sslbook.runs import method_run, published_results
 from sslbook.classroom import toc_entries
 from sslbook.data import ImageData
 from sslbook.evaluate import extract_features
@@ -109,6 +109,8 @@ def test_every_published_row_is_cited_by_its_chapter_s_reference_section():
 
     root = Path(__file__).resolve().parent.parent
     bibliography = set(re.findall(r"^@\w+\{([^,]+),", (root / "references.bib").read_text(), re.MULTILINE))
+    unknown = set(published_results()) - set(registry.METHODS)
+    assert not unknown, f"published.json names no method {sorted(unknown)}"
     for entry in registry.METHODS.values():
         if not entry.published:
             continue

@@ -8,7 +8,7 @@ from torch import nn
 from ..augment import ViewRecipe
 from ..checks import check_non_negative, check_positive
 from ..losses import align_loss, uniform_loss
-from ..runs import MethodEntry, Published, extended, per_profile
+from ..runs import MethodEntry, extended, per_profile
 from .simclr import SIMCLR_HEAD, SimCLR, on_simclr_views
 
 
@@ -38,19 +38,8 @@ class AlignUniform(SimCLR):
                 "align": alignment.detach(), "uniform": uniformity.detach()}
 
 
-PUBLISHED = (  # the paper's own results or its authors' released models (the chapter cites them)
-    Published("Wang and Isola 2020", "linear probe on the output", 81.15,
-              "STL-10, AlexNet-style encoder (the contrastive loss: 80.46)", "wang2020hypersphere"),
-    Published("Wang and Isola 2020", "linear probe on fc7", 84.43,
-              "STL-10, AlexNet-style encoder (the contrastive loss: 83.89)", "wang2020hypersphere"),
-    Published("Wang and Isola 2020", "linear probe, top-1", 74.6,
-              "ImageNet-100, ResNet-50 with MoCo's queue, 240 epochs (the contrastive loss: 72.8)",
-              "wang2020hypersphere"),
-)
-
 ENTRY = MethodEntry(
     name="align_uniform", title="Alignment + uniformity", chapter="book/contrastive/alignment_uniformity.ipynb",
     order=8, build=on_simclr_views(AlignUniform),
     summary="L_align + L_uniform as the training objective (Wang and Isola 2020)",
-    training=per_profile(quick=dict(epochs=8)), settings=extended(SIMCLR_HEAD, alpha=2, t=2, uniformity_weight=1.0),
-    published=PUBLISHED)
+    training=per_profile(quick=dict(epochs=8)), settings=extended(SIMCLR_HEAD, alpha=2, t=2, uniformity_weight=1.0))

@@ -17,7 +17,7 @@ from ..augment import ViewRecipe, byol_cifar, make_views, simclr_cifar
 from ..checks import check_non_negative, check_positive
 from ..losses import barlow_twins_loss, cross_correlation
 from ..networks import projection_mlp
-from ..runs import LIGHTLY, SOLO_LEARN, MethodEntry, Published, per_profile
+from ..runs import MethodEntry, per_profile
 
 
 class BarlowTwins(nn.Module):
@@ -89,15 +89,6 @@ def build(profile, train_data, *, projection_dim: int, hidden_dim: int, lambd: f
                        recipe=VIEWS[views](), loss_scale=loss_scale)
 
 
-PUBLISHED = (  # the CIFAR ResNet-18: a 3x3 stem and no max-pool
-    Published(SOLO_LEARN, "linear probe", 92.1, "CIFAR-10, ResNet-18, 1,000 epochs; online linear classifier",
-              "dacosta2022sololearn"),
-    Published(LIGHTLY, "kNN", 81.9, "CIFAR-10, ResNet-18, 200 epochs of batch 512; k = 200, best epoch",
-              "susmelj2020lightly"),
-    Published(LIGHTLY, "kNN", 85.9, "CIFAR-10, ResNet-18, 800 epochs of batch 512; k = 200, best epoch",
-              "susmelj2020lightly"),
-)
-
 ENTRY = MethodEntry(
     name="barlow_twins", title="Barlow Twins", chapter="book/contrastive/barlow_twins.ipynb", order=15, build=build,
     summary="Barlow Twins: cross-correlation of two views towards the identity (Zbontar et al. 2021)",
@@ -111,5 +102,4 @@ ENTRY = MethodEntry(
     settings=per_profile(quick=dict(projection_dim=512, hidden_dim=512, lambd=0.02, views="symmetric",
                                     loss_scale=1.0),
                          full=dict(projection_dim=2048, hidden_dim=2048, lambd=5e-3, views="asymmetric",
-                                   loss_scale=0.1)),
-    published=PUBLISHED)
+                                   loss_scale=0.1)))

@@ -19,7 +19,7 @@ from ..augment import ViewRecipe, byol_cifar, make_views
 from ..checks import check_unit_interval as _check_unit_interval
 from ..losses import byol_loss
 from ..networks import projection_mlp
-from ..runs import LIGHTLY, SOLO_LEARN, MethodEntry, Published, per_profile
+from ..runs import MethodEntry, per_profile
 
 
 def cosine_decay_rate(progress: float, tau_base: float) -> float:
@@ -127,19 +127,9 @@ def build(profile, train_data, *, projection_dim: int, hidden_dim: int, tau_base
                 cosine_schedule=cosine_schedule, use_predictor=use_predictor, recipes=byol_cifar())
 
 
-PUBLISHED = (  # the CIFAR ResNet-18: a 3x3 stem and no max-pool
-    Published(SOLO_LEARN, "linear probe", 92.58, "CIFAR-10, ResNet-18, 1,000 epochs; online linear classifier",
-              "dacosta2022sololearn"),
-    Published(LIGHTLY, "kNN", 86.8, "CIFAR-10, ResNet-18, 200 epochs of batch 512; k = 200, best epoch",
-              "susmelj2020lightly"),
-    Published(LIGHTLY, "kNN", 91.0, "CIFAR-10, ResNet-18, 800 epochs of batch 512; k = 200, best epoch",
-              "susmelj2020lightly"),
-)
-
 ENTRY = MethodEntry(
     name="byol", title="BYOL", chapter="book/contrastive/byol.ipynb", order=14, build=build,
     summary="BYOL: online predictor against an EMA target, no negatives (Grill et al. 2020)",
     training=per_profile(quick=dict(epochs=6)),
     settings=per_profile(dict(tau_base=0.99, cosine_schedule=True, use_predictor=True),
-                         quick=dict(projection_dim=128, hidden_dim=256), full=dict(projection_dim=256, hidden_dim=4096)),
-    published=PUBLISHED)
+                         quick=dict(projection_dim=128, hidden_dim=256), full=dict(projection_dim=256, hidden_dim=4096)))

@@ -21,7 +21,7 @@ from ..augment import ViewRecipe, augment
 from ..checks import check_positive
 from ..colour import rgb_to_lab
 from ..losses import cmc_loss
-from ..runs import MethodEntry, Published, per_profile
+from ..runs import MethodEntry, per_profile
 
 LAB_VIEWS = {"L": 1, "ab": 2}  # view name -> number of channels
 
@@ -119,15 +119,7 @@ def build(profile, train_data, *, embedding_dim: int, temperature: float) -> CMC
     return CMC(l_backbone, ab_backbone, embedding_dim=embedding_dim, temperature=temperature, recipe=cmc_cifar())
 
 
-PUBLISHED = (  # the paper's own results or its authors' released models (the chapter cites them)
-    Published("Tian et al. 2020", "linear probe, top-1", 66.2,
-              "ImageNet, ResNet-50, views L and ab; as listed in BYOL's Table 1", "tian2019cmc"),
-    Published("Tian et al. 2020 (code)", "linear probe, top-1", 42.6,
-              "ImageNet, AlexNet, views L and ab; the authors' repository", "tian2019cmc"),
-)
-
 ENTRY = MethodEntry(
     name="cmc", title="CMC", chapter="book/contrastive/cmc.ipynb", order=17, build=build,
     summary="CMC: contrasting the L and ab views of Lab images (Tian et al. 2019)",
-    training=per_profile(quick=dict(epochs=10)), settings=per_profile(dict(embedding_dim=128, temperature=0.1)),
-    published=PUBLISHED)
+    training=per_profile(quick=dict(epochs=10)), settings=per_profile(dict(embedding_dim=128, temperature=0.1)))

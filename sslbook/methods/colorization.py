@@ -14,7 +14,7 @@ from ..augment import ViewRecipe, augment
 from ..checks import check_positive, check_positive_int, check_unit_interval, unit_float
 from ..colour import lab_to_rgb, rgb_to_lab, srgb_cube_surface
 from ..losses import colorization_loss
-from ..runs import MethodEntry, Published, per_profile
+from ..runs import MethodEntry, per_profile
 
 
 def lightness_input(images: torch.Tensor) -> torch.Tensor:
@@ -372,15 +372,9 @@ def build(profile, train_data, *, step: float, lam: float, smoothing_sigma: floa
                         recipe=recipe)
 
 
-PUBLISHED = (  # the paper's own results or its authors' released models (the chapter cites them)
-    Published("Zhang et al. 2016", "colourisation Turing test: judges fooled", 32.0,
-              "ImageNet photos; people told a real photo from the colourised one", "zhang2016colorful"),
-)
-
 ENTRY = MethodEntry(
     name="colorization", title="Colorization", chapter="book/pretext/colorization.ipynb", order=4, build=build,
     summary="predicting the colours of the L channel as ab bins (Zhang et al. 2016)",
     training=per_profile(quick=dict(epochs=6)),
     settings=per_profile(dict(step=10.0, lam=0.5, smoothing_sigma=5.0, sigma=5.0, k=5, target_size=8,
-                              crop_scale=(0.6, 1.0)), quick=dict(hidden_dim=64), full=dict(hidden_dim=256)),
-    published=PUBLISHED)
+                              crop_scale=(0.6, 1.0)), quick=dict(hidden_dim=64), full=dict(hidden_dim=256)))

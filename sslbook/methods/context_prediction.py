@@ -19,7 +19,7 @@ from torch import nn
 
 from ..checks import check_float_images, check_non_negative, check_positive_int, unit_float
 from ..patch_sampling import crop_square_patches, random_ints, random_normal
-from ..runs import MethodEntry, Published, per_profile
+from ..runs import MethodEntry, per_profile
 
 NEIGHBOUR_OFFSETS = torch.tensor([[-1, -1], [-1, 0], [-1, 1], [0, -1], [0, 1], [1, -1], [1, 0], [1, 1]])
 """(8, 2) grid offsets (drow, dcol) of neighbour label 0..7: row-major around the centre, skipping it."""
@@ -183,15 +183,9 @@ def build(profile, train_data, *, hidden_dim: int, patch_size: int, gap: int, ji
                              colour_dropping=colour_dropping, pairs_per_image=pairs_per_image)
 
 
-PUBLISHED = (  # the paper's own results or its authors' released models (the chapter cites them)
-    Published("Doersch et al. (code)", "VOC 2007 detection mAP, Fast R-CNN", 51.4,
-              "pre-trained on ImageNet; the authors' later release, not the paper's model", "doersch2015context"),
-)
-
 ENTRY = MethodEntry(
     name="context_prediction", title="Context Prediction", chapter="book/pretext/context_prediction.ipynb", order=2,
     build=build, summary="predicting where a neighbouring patch lies (Doersch et al. 2015)",
     training=per_profile(quick=dict(epochs=30)),
     settings=per_profile(dict(hidden_dim=512, patch_size=8, gap=2, jitter=1, colour_dropping=False,
-                              pairs_per_image=4)),
-    published=PUBLISHED)
+                              pairs_per_image=4)))

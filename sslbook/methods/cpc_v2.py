@@ -15,7 +15,7 @@ from torch import nn
 from ..augment import ViewRecipe, augment
 from ..checks import unit_float
 from ..predictive_coding import check_prediction_steps, predictive_coding_loss
-from ..runs import MethodEntry, Published, per_profile
+from ..runs import MethodEntry, per_profile
 
 
 def cpc_v2_cifar() -> ViewRecipe:
@@ -227,13 +227,6 @@ def build(profile, train_data, *, context_dim: int, n_context_blocks: int, predi
                  recipe=cpc_v2_cifar(), patch_recipe=cpc_v2_patch_cifar())
 
 
-PUBLISHED = (  # the paper's own results or its authors' released models (the chapter cites them)
-    Published("Hénaff et al. 2020", "linear probe, top-1", 71.5,
-              "ImageNet, ResNet-161 (305M parameters); as listed in SimCLR's Table 6", "henaff2019cpcv2"),
-    Published("Hénaff et al. 2020", "linear probe, top-1", 63.8,
-              "ImageNet, ResNet-50; as listed in SimCLR's Table 6", "henaff2019cpcv2"),
-)
-
 ENTRY = MethodEntry(
     name="cpc_v2", title="CPC v2", chapter="book/contrastive/cpc_v2.ipynb", order=7, build=build,
     summary="CPC v2: InfoNCE prediction of patch latents in four directions (Henaff et al. 2019)",
@@ -241,5 +234,4 @@ ENTRY = MethodEntry(
                          full=dict(optimizer="adamw", lr=1e-3, weight_decay=1e-4)),
     settings=per_profile(dict(prediction_steps=(2, 3, 4), directions=("down", "up", "right", "left")),
                          quick=dict(context_dim=64, n_context_blocks=1, n_candidates=128),
-                         full=dict(context_dim=256, n_context_blocks=2, n_candidates=256)),
-    published=PUBLISHED)
+                         full=dict(context_dim=256, n_context_blocks=2, n_candidates=256)))

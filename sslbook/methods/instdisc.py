@@ -17,7 +17,7 @@ from ..augment import ViewRecipe, augment
 from ..checks import check_non_negative, check_positive, check_positive_int
 from ..losses import instdisc_nce_loss, instdisc_proximal_term
 from ..memory_bank import MemoryBank, check_momentum
-from ..runs import MethodEntry, Published, per_profile
+from ..runs import MethodEntry, per_profile
 
 
 def instdisc_cifar() -> ViewRecipe:
@@ -102,19 +102,9 @@ def build(profile, train_data, *, embedding_dim: int, n_noise: int, temperature:
                     recipe=instdisc_cifar())
 
 
-PUBLISHED = (  # the paper's own results or its authors' released models (the chapter cites them)
-    Published("Wu et al. 2018", "kNN (k = 200)", 80.8,
-              "CIFAR-10, ResNet-18, 128-d features, the exact softmax over the whole bank", "wu2018instdisc"),
-    Published("Wu et al. 2018", "linear SVM", 75.4,
-              "CIFAR-10, ResNet-18, 128-d features, the exact softmax over the whole bank", "wu2018instdisc"),
-    Published("Wu et al. 2018", "kNN, top-1", 42.5,
-              "ImageNet, ResNet-50, NCE with 4,096 noise samples, 200 epochs", "wu2018instdisc"),
-)
-
 ENTRY = MethodEntry(
     name="instdisc", title="InstDisc", chapter="book/contrastive/instdisc.ipynb", order=16, build=build,
     summary="InstDisc: instance discrimination against a memory bank (Wu et al. 2018)",
     training=per_profile(quick=dict(epochs=20)),
     settings=per_profile(dict(embedding_dim=128, n_noise=4096, temperature=0.2, momentum=0.5,
-                              proximal_weight=10.0)),
-    published=PUBLISHED)
+                              proximal_weight=10.0)))

@@ -27,7 +27,7 @@ from torch import nn
 
 from ..checks import check_float_images, check_non_negative, unit_float
 from ..patch_sampling import crop_square_patches, random_ints
-from ..runs import MethodEntry, Published, per_profile
+from ..runs import MethodEntry, per_profile
 
 _MAX_TILES_TO_ENUMERATE = 9
 
@@ -317,17 +317,9 @@ def build(profile, train_data, *, n_permutations: int, hidden_dim: int) -> Jigsa
     return JigsawPuzzle(profile.encoder(), make_permutation_set(n_permutations), hidden_dim=hidden_dim)
 
 
-PUBLISHED = (  # the paper's own results or its authors' released models (the chapter cites them)
-    Published("Noroozi and Favaro 2016", "VOC 2007 classification mAP, fine-tuned", 68.6,
-              "pre-trained on ImageNet, AlexNet-style CFN (supervised: 78.2)", "noroozi2016jigsaw"),
-    Published("Noroozi and Favaro 2016", "VOC 2007 detection mAP, Fast R-CNN", 51.8,
-              "pre-trained on ImageNet, AlexNet-style CFN (supervised: 56.5)", "noroozi2016jigsaw"),
-)
-
 ENTRY = MethodEntry(
     name="jigsaw", title="Jigsaw Puzzle", chapter="book/pretext/jigsaw.ipynb", order=3, build=build,
     summary="solving 3x3 jigsaw puzzles over 100 permutations (Noroozi and Favaro 2016)",
     training=per_profile(quick=dict(epochs=30)),
     # the paper's main model: 1000 permutations of maximal Hamming distance; 100 suit the quick profile's budget
-    settings=per_profile(dict(hidden_dim=512), quick=dict(n_permutations=100), full=dict(n_permutations=1000)),
-    published=PUBLISHED)
+    settings=per_profile(dict(hidden_dim=512), quick=dict(n_permutations=100), full=dict(n_permutations=1000)))

@@ -21,7 +21,7 @@ from ..checks import unit_float
 from ..losses import mae_loss
 from ..masking import check_patch_mask, masked_patch_count, random_masking
 from ..patches import patch_mean_and_std, patchify, unpatchify
-from ..runs import MethodEntry, Published, per_profile
+from ..runs import MethodEntry, per_profile
 from ..vit import MAEDecoder, TinyViT
 
 
@@ -162,15 +162,6 @@ def build(profile, train_data, *, image_size: int, patch_size: int, embed_dim: i
                              decoder_dim=decoder_dim, decoder_depth=decoder_depth)
 
 
-PUBLISHED = (  # the paper's own results or its authors' released models (the chapter cites them)
-    Published("He et al. 2022", "linear probe, top-1", 68.0,
-              "ImageNet, ViT-B/16, 1,600 epochs, normalised-pixel targets", "he2022mae"),
-    Published("He et al. 2022", "fine-tuned, top-1", 83.6,
-              "ImageNet, ViT-B/16, 1,600 epochs, normalised-pixel targets", "he2022mae"),
-    Published("He et al. 2022", "linear probe, 1-block decoder", 65.5,
-              "ImageNet, ViT-L, 800 epochs (8 blocks: 73.5); Table 1a", "he2022mae"),
-)
-
 ENTRY = MethodEntry(
     name="mae", title="MAE", chapter="book/generative/mae.ipynb", order=20, build=build,
     summary="MAE: a ViT reconstructing 75% hidden patches (He et al. 2022)",
@@ -178,5 +169,4 @@ ENTRY = MethodEntry(
                          full=dict(epochs=200, optimizer="adamw", lr=3e-4, weight_decay=0.05, warmup_epochs=10)),
     settings=per_profile(dict(image_size=32, patch_size=4, mask_ratio=0.75, normalize_target=True),
                          quick=dict(embed_dim=96, depth=3, num_heads=4, decoder_dim=64, decoder_depth=1),
-                         full=dict(embed_dim=192, depth=6, num_heads=6, decoder_dim=128, decoder_depth=4)),
-    published=PUBLISHED)
+                         full=dict(embed_dim=192, depth=6, num_heads=6, decoder_dim=128, decoder_depth=4)))

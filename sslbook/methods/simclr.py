@@ -8,7 +8,7 @@ from ..augment import ViewRecipe, make_views, simclr_cifar
 from ..distributed import gather
 from ..losses import nt_xent
 from ..networks import projection_mlp
-from ..runs import LIGHTLY, SOLO_LEARN, MethodEntry, Published, extended, per_profile
+from ..runs import MethodEntry, extended, per_profile
 
 
 class SimCLR(nn.Module):
@@ -46,17 +46,8 @@ def on_simclr_views(method_class: type[SimCLR]):
 
 SIMCLR_HEAD = per_profile(dict(projection_dim=128), quick=dict(hidden_dim=256), full=dict(hidden_dim=512))  # g(.)
 
-PUBLISHED = (  # the CIFAR ResNet-18: a 3x3 stem and no max-pool
-    Published(SOLO_LEARN, "linear probe", 90.74, "CIFAR-10, ResNet-18, 1,000 epochs; online linear classifier",
-              "dacosta2022sololearn"),
-    Published(LIGHTLY, "kNN", 84.8, "CIFAR-10, ResNet-18, 200 epochs of batch 512; k = 200, best epoch",
-              "susmelj2020lightly"),
-    Published(LIGHTLY, "kNN", 87.9, "CIFAR-10, ResNet-18, 800 epochs of batch 512; k = 200, best epoch",
-              "susmelj2020lightly"),
-)
 
 ENTRY = MethodEntry(
     name="simclr", title="SimCLR", chapter="book/contrastive/simclr.ipynb", order=12, build=on_simclr_views(SimCLR),
     summary="SimCLR: NT-Xent between two augmented views (Chen et al. 2020)",
-    training=per_profile(quick=dict(epochs=16)), settings=extended(SIMCLR_HEAD, temperature=0.5),
-    published=PUBLISHED)
+    training=per_profile(quick=dict(epochs=16)), settings=extended(SIMCLR_HEAD, temperature=0.5))

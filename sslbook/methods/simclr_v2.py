@@ -21,7 +21,7 @@ from ..checks import check_positive
 from ..data import ImageData, balanced_subset
 from ..evaluate import extract_features
 from ..losses import distillation_loss
-from ..runs import MethodEntry, Published, per_profile
+from ..runs import MethodEntry, per_profile
 from .simclr import SimCLR, on_simclr_views
 
 
@@ -114,20 +114,9 @@ def classification_accuracy(network: nn.Module, data: ImageData) -> float:
     return 100.0 * (logits.argmax(dim=1) == data.labels.cpu()).float().mean().item()
 
 
-PUBLISHED = (  # the paper's own results or its authors' released models (the chapter cites them)
-    Published("Chen et al. 2020b", "linear probe, top-1", 71.7,
-              "ImageNet, ResNet-50 (1x, no selective kernels); the authors' repository, after Table 1",
-              "chen2020simclrv2"),
-    Published("Chen et al. 2020b", "fine-tuned on 1% of the labels, top-1", 57.9,
-              "ImageNet, ResNet-50 (1x, no selective kernels), no distillation", "chen2020simclrv2"),
-    Published("Chen et al. 2020b", "fine-tuned on 10% of the labels, top-1", 68.4,
-              "ImageNet, ResNet-50 (1x, no selective kernels), no distillation", "chen2020simclrv2"),
-)
-
 ENTRY = MethodEntry(
     name="simclr_v2", title="SimCLRv2", chapter="book/contrastive/simclr_v2.ipynb", order=13,
     build=on_simclr_views(SimCLRv2), summary="SimCLRv2 pre-training with the three-layer head (Chen et al. 2020b)",
     training=per_profile(quick=dict(epochs=8)),
     settings=per_profile(dict(projection_dim=128, temperature=0.5), quick=dict(hidden_dim=256),
-                         full=dict(hidden_dim=2048)),
-    published=PUBLISHED)
+                         full=dict(hidden_dim=2048)))
