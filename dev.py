@@ -113,13 +113,15 @@ def main() -> int:
 def test_stages(extra: list[str]) -> list[list[tuple[str, list[str]]]]:
     """The named pytest runs of ``dev.py test``, in stages of runs that may go side by side: first the unit
     tests and one run per chapter; then the chapters that read what those saved, beside the book-level
-    tests (they load the checkpoints the chapters saved)."""
+    tests, a run per file (they load the checkpoints the chapters saved)."""
     pytest = [str(PYTHON), "-m", "pytest", "-p", "no:cacheprovider", *extra]
     notebooks = notebooks_in_toc_order()
     runs = {notebook: [*pytest, notebook, *NBVAL] for notebook in notebooks}
+    book_level = sorted(path.relative_to(ROOT).as_posix() for path in (ROOT / "tests").glob("test_*.py")
+                        if "mark.book_level" in path.read_text())
     return [[("unit tests", [*pytest, "tests", "-m", "not book_level"]),
              *[(notebook, runs[notebook]) for notebook in notebooks if notebook not in READ_OTHER_CHAPTERS]],
-            [("book-level tests", [*pytest, "tests", "-m", "book_level"]),
+            [*[(f"{path} (book level)", [*pytest, path, "-m", "book_level"]) for path in book_level],
              *[(notebook, runs[notebook]) for notebook in notebooks if notebook in READ_OTHER_CHAPTERS]]]
 
 

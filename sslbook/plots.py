@@ -50,7 +50,8 @@ def view_grid(images: torch.Tensor, views: list[torch.Tensor], n_images: int = 8
 
 
 def tsne_map(points: np.ndarray, seed: int = 0) -> np.ndarray:
-    """2-D t-SNE coordinates of ``points`` (perplexity 30, PCA initialisation; van der Maaten and Hinton 2008).
+    """2-D t-SNE coordinates of ``points`` (perplexity 30, PCA initialisation; van der Maaten and Hinton 2008),
+    with 500 iterations instead of scikit-learn's 1000: half the time, for a map that is only looked at.
 
     Kept beside the checkpoints under a digest of the points, so the same features (the random-init
     encoder of every chapter that shares an architecture) are mapped once.
@@ -62,7 +63,7 @@ def tsne_map(points: np.ndarray, seed: int = 0) -> np.ndarray:
     path = checkpoints_dir() / f"tsne-{digest}.npy"
     if path.exists():
         return np.load(path)
-    embedded = TSNE(n_components=2, init="pca", perplexity=30, random_state=seed).fit_transform(points)
+    embedded = TSNE(n_components=2, init="pca", perplexity=30, max_iter=500, random_state=seed).fit_transform(points)
 
     def save(temporary):
         with temporary.open("wb") as file:
