@@ -12,8 +12,10 @@ from sslbook.methods.cpc_v2 import (
     PatchGridEncoder,
     patch_grid,
 )
+from sslbook.data import ImageData
 from sslbook.networks import SmallCNN
-from sslbook.train import Batch
+from sslbook.runs import describe_run
+from sslbook.train import Batch, TrainConfig
 
 
 def seeded(seed: int = 0) -> torch.Generator:
@@ -119,10 +121,12 @@ def test_down_targets_are_k_rows_below():
             torch.testing.assert_close(target[i * 7 + j], z[0, :, i + 2, j])
 
 
-def test_cpc_v2_one_training_step():
+@pytest.mark.parametrize("normalisation", ["batch", "layer"])
+def test_cpc_v2_one_training_step(normalisation):
     torch.manual_seed(0)
     model = CPCv2(tiny_cnn(), context_dim=8, prediction_steps=(2, 3), n_candidates=16,
-                  patch_recipe=ViewRecipe(output_size=8, crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0)))
+                  patch_recipe=ViewRecipe(output_size=8, crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0)),
+                  normalisation=normalisation)
     images = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8)
     batch = Batch(images, torch.zeros(4, dtype=torch.long), torch.arange(4), seeded(6))
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
@@ -135,6 +139,53 @@ def test_cpc_v2_one_training_step():
     assert all(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
 
 
+def patch_latents_in_training_mode(model: CPCv2, images: torch.Tensor) -> torch.Tensor:
+    """z (N, D, R, S) of the patches of ``images``, with the batch statistics of these patches only."""
+    return model.train().encoder.latent_grid(images)
+
+
+def test_layer_norm_replaces_every_batch_norm_by_a_per_patch_group_norm():
+    torch.manual_seed(0)
+    batch_norms = [m for m in tiny_cnn().modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    model = CPCv2(tiny_cnn(), normalisation="layer")
+    group_norms = [m for m in model.modules() if isinstance(m, torch.nn.GroupNorm)]
+    assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    assert [(m.num_groups, m.num_channels) for m in group_norms] == [(1, m.num_features) for m in batch_norms]
+    x = torch.randn(3, 4, 5, 5)  # GroupNorm(1, C) standardises each sample over all of (C, H, W)
+    mean, var = x.mean(dim=(1, 2, 3), keepdim=True), x.var(dim=(1, 2, 3), unbiased=False, keepdim=True)
+    torch.testing.assert_close(group_norms[0](x), (x - mean) / (var + group_norms[0].eps).sqrt(), rtol=1e-5, atol=1e-5)
+
+
+def test_layer_norm_latents_do_not_depend_on_the_other_patches_or_images():
+    torch.manual_seed(0)
+    model = CPCv2(tiny_cnn(), normalisation="layer")
+    images, others = torch.rand(2, 3, 32, 32), torch.rand(3, 3, 32, 32)
+    z = patch_latents_in_training_mode(model, images)
+    torch.testing.assert_close(patch_latents_in_training_mode(model, torch.cat([images[:1], others]))[0], z[0])
+    for i, j in [(0, 0), (3, 5), (6, 6)]:  # the patch alone, a batch of one
+        alone = model.encoder.patch_encoder(images[1:, :, 4 * i:4 * i + 8, 4 * j:4 * j + 8])
+        torch.testing.assert_close(alone[0], z[1, :, i, j], rtol=1e-5, atol=1e-6)
+
+
+def test_batch_norm_latents_depend_on_the_other_images_in_training_mode():
+    torch.manual_seed(0)
+    model = CPCv2(tiny_cnn())
+    images, others = torch.rand(2, 3, 32, 32), torch.rand(3, 3, 32, 32)
+    z = patch_latents_in_training_mode(model, images)
+    z_with_others = patch_latents_in_training_mode(model, torch.cat([images[:1], others]))
+    assert not torch.allclose(z_with_others[0], z[0], atol=1e-3)
+
+
+def test_batch_normalisation_is_the_default_run_unchanged():
+    data = ImageData(torch.zeros(2, 3, 32, 32, dtype=torch.uint8), torch.zeros(2, dtype=torch.long), ["a"])
+    described = []
+    for options in ({}, {"normalisation": "batch"}, {"normalisation": "layer"}):
+        torch.manual_seed(0)
+        described.append(describe_run(CPCv2(tiny_cnn(), **options), TrainConfig(), data))
+    assert described[1] == described[0]  # the same settings, modules and weights: the same fingerprint
+    assert described[2]["architecture"] != described[0]["architecture"]
+
+
 def test_cpc_v2_rejects_bad_settings():
     with pytest.raises(ValueError, match="prediction_steps"):
         CPCv2(tiny_cnn(), prediction_steps=(0, 2))
@@ -144,6 +195,12 @@ def test_cpc_v2_rejects_bad_settings():
         CPCv2(tiny_cnn(), directions=("down", "diagonal"))
     with pytest.raises(ValueError, match="output_size=8"):
         CPCv2(tiny_cnn(), patch_recipe=ViewRecipe(output_size=32))
+    with pytest.raises(ValueError, match="normalisation must be one of"):
+        CPCv2(tiny_cnn(), normalisation="group")
+    without_batch_norm = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 8))
+    without_batch_norm.feature_dim = 8
+    with pytest.raises(ValueError, match="has none"):
+        CPCv2(without_batch_norm, normalisation="layer")
     model = CPCv2(tiny_cnn(), prediction_steps=(2, 7), n_candidates=4, directions=("down",))
     with pytest.raises(ValueError, match="more rows"):
         model.predictions(torch.zeros(1, 8, 7, 7), "down")

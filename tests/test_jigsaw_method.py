@@ -5,9 +5,12 @@ import itertools
 import pytest
 import torch
 
-from sslbook.methods.jigsaw import (JigsawPuzzle, assemble_tiles, jigsaw_tiles, make_permutation_set,
-                                    min_hamming_distance, unshuffle)
+from sslbook.data import ImageData
+from sslbook.methods.jigsaw import (JigsawPuzzle, assemble_tiles, grayscale_tiles, jigsaw_tiles, make_permutation_set,
+                                    min_hamming_distance, standardise_tiles, unshuffle)
 from sslbook.networks import SmallCNN
+from sslbook.runs import describe_run
+from sslbook.train import TrainConfig
 
 from one_step import random_uint8_images, train_one_step
 
@@ -99,6 +102,69 @@ def test_one_training_step_through_the_shared_loop():
     _, changed = train_one_step(model, random_uint8_images(8), lr=0.01)
     assert any(changed)
     assert torch.equal(model.permutations, make_permutation_set(6, seed=1))  # the set is not trained
+
+
+# ---------------------------------------------------------------------------
+# Jigsaw: the counter-measures against shortcuts.
+# ---------------------------------------------------------------------------
+
+
+def test_standardised_tiles_have_zero_mean_and_unit_std_per_channel():
+    tiles = torch.rand(2, 9, 3, 8, 8, generator=torch.Generator().manual_seed(0)) * 0.3 + 0.5
+    standardised = standardise_tiles(tiles)
+    assert standardised.shape == tiles.shape
+    for n, j, c in itertools.product(range(2), range(9), range(3)):
+        pixels = tiles[n, j, c].double()
+        expected = (pixels - pixels.mean()) / (pixels.var() + 1e-6).sqrt()
+        torch.testing.assert_close(standardised[n, j, c].double(), expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(standardised.mean(dim=(-2, -1)), torch.zeros(2, 9, 3), atol=1e-5, rtol=0)
+    torch.testing.assert_close(standardised.std(dim=(-2, -1)), torch.ones(2, 9, 3), atol=1e-4, rtol=0)
+
+
+def test_normalise_tiles_standardises_the_tiles_before_the_encoder():
+    tiles = torch.rand(2, 9, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    normalising, plain = small_model(normalise_tiles=True).eval(), small_model().eval()  # the same weights
+    torch.testing.assert_close(normalising(tiles), plain(standardise_tiles(tiles)))
+    scale, shift = torch.rand(2, 2, 9, 3, 1, 1, generator=torch.Generator().manual_seed(2)) * 0.25
+    other_brightness_and_contrast = tiles * (0.5 + scale) + shift  # per tile and channel, still in [0, 1]
+    torch.testing.assert_close(normalising(other_brightness_and_contrast), normalising(tiles), rtol=1e-4, atol=1e-4)
+
+
+def test_grayscale_tiles_have_equal_channels_and_follow_the_seed():
+    tiles = torch.rand(4, 9, 3, 8, 8, generator=torch.Generator().manual_seed(2))
+    gray = grayscale_tiles(tiles, 0.5, torch.Generator().manual_seed(3))
+    assert torch.equal(gray, grayscale_tiles(tiles, 0.5, torch.Generator().manual_seed(3)))
+    chosen = torch.rand(4, 9, generator=torch.Generator().manual_seed(3)) < 0.5  # the draw, one per tile
+    assert 0 < chosen.sum() < 36
+    luma = 0.2989 * tiles[:, :, 0] + 0.587 * tiles[:, :, 1] + 0.114 * tiles[:, :, 2]
+    torch.testing.assert_close(gray[chosen], luma[chosen][:, None].expand(-1, 3, -1, -1))
+    assert torch.equal(gray[~chosen], tiles[~chosen])
+    assert torch.equal(grayscale_tiles(tiles, 1.0)[:, :, 0], grayscale_tiles(tiles, 1.0)[:, :, 2])
+    assert grayscale_tiles(tiles, 0.0) is tiles
+
+
+def test_one_training_step_with_both_counter_measures():
+    model = small_model(normalise_tiles=True, tile_grayscale_p=0.5)
+    _, changed = train_one_step(model, random_uint8_images(8), lr=0.01)
+    assert any(changed)
+
+
+def test_counter_measures_are_off_by_default_and_change_the_fingerprint_when_on():
+    data = ImageData(torch.zeros(2, 3, 32, 32, dtype=torch.uint8), torch.zeros(2, dtype=torch.long), ["a"])
+    described = [describe_run(small_model(**options), TrainConfig(), data)
+                 for options in ({}, {"normalise_tiles": False, "tile_grayscale_p": 0.0},
+                                 {"normalise_tiles": True}, {"tile_grayscale_p": 0.5})]
+    assert described[1] == described[0]
+    assert len({d["architecture"] for d in described[1:]}) == 3
+
+
+def test_counter_measures_reject_bad_values():
+    with pytest.raises(ValueError, match="normalise_tiles must be True or False"):
+        small_model(normalise_tiles=1)
+    with pytest.raises(ValueError, match=r"tile_grayscale_p must lie in \[0, 1\]"):
+        small_model(tile_grayscale_p=1.5)
+    with pytest.raises(ValueError, match="tile_grayscale_p must lie"):
+        grayscale_tiles(torch.rand(1, 9, 3, 8, 8), -0.1)
 
 
 # ---------------------------------------------------------------------------

@@ -122,6 +122,29 @@ class ContextNetwork(nn.Module):
         return c
 
 
+NORMALISATIONS = ("batch", "layer")  # of the patch encoder: its own BatchNorm, or CPC v2's layer normalisation
+
+
+def with_layer_norm(patch_encoder: nn.Module) -> nn.Module:
+    """``patch_encoder`` with every BatchNorm2d replaced, in place, by GroupNorm(1, C): CPC v2's layer norm.
+
+    Batch statistics mix the patches of an image, and the images, into each latent, which the
+    contrastive prediction can exploit (Henaff et al., 2019). GroupNorm with one group normalises
+    each patch on its own over all its channels and positions, as LayerNorm over (C, H, W) does,
+    but for feature maps of any size and with a scale and shift per channel, like the BatchNorm it replaces.
+    """
+    replaced = 0
+    for module in list(patch_encoder.modules()):
+        for name, child in module.named_children():
+            if isinstance(child, nn.BatchNorm2d):
+                setattr(module, name, nn.GroupNorm(1, child.num_features, eps=child.eps, affine=child.affine))
+                replaced += 1
+    if not replaced:
+        raise ValueError(f"normalisation='layer' replaces the patch encoder's BatchNorm2d layers, but "
+                         f"{type(patch_encoder).__name__} has none; keep normalisation='batch' for it")
+    return patch_encoder
+
+
 # The direction a context network reads the grid in, as the transform that makes it "top to bottom".
 DIRECTIONS = {
     "down": lambda z: z,  # c_{i,j} from rows <= i predicts rows below (the seed's equation)
@@ -144,12 +167,14 @@ class CPCv2(nn.Module):
     g_phi and maps W_k; "down" is the seed's equation, and CPC v2 adds "up"
     (keys of ``DIRECTIONS``). recipe: optional image-level augmentation before
     the grid is cut; patch_recipe: optional augmentation of every patch on its own.
+    normalisation: "batch" keeps the patch encoder's BatchNorm; "layer" replaces it
+    by a per-patch normalisation (``with_layer_norm``), as CPC v2 does.
     """
 
     def __init__(self, patch_encoder: nn.Module, context_dim: int = 128, prediction_steps: tuple[int, ...] = (2, 3, 4),
                  n_candidates: int = 256, directions: tuple[str, ...] = ("down", "up"), patch_size: int = 8,
                  stride: int = 4, n_context_blocks: int = 2, recipe: ViewRecipe | None = None,
-                 patch_recipe: ViewRecipe | None = None):
+                 patch_recipe: ViewRecipe | None = None, normalisation: str = "batch"):
         super().__init__()
         check_prediction_steps(prediction_steps, "row offsets", (2, 3, 4))
         if n_candidates < 2:
@@ -164,6 +189,11 @@ class CPCv2(nn.Module):
                 f"patch_recipe.output_size is {patch_recipe.output_size} but patches are {patch_size} pixels; "
                 f"pass a recipe with output_size={patch_size}"
             )
+        if normalisation not in NORMALISATIONS:
+            raise ValueError(f"normalisation must be one of {NORMALISATIONS}, got {normalisation!r}; "
+                             "pass 'layer' for CPC v2's layer normalisation")
+        if normalisation == "layer":  # not kept as an attribute: the GroupNorm layers show it in the architecture
+            patch_encoder = with_layer_norm(patch_encoder)
         self.encoder = PatchGridEncoder(patch_encoder, patch_size, stride)  # g_enc on every patch
         latent_dim = self.encoder.feature_dim
         self.directions = tuple(directions)

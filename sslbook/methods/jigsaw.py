@@ -12,7 +12,9 @@ MLP h(.) classifies the permutation,
 
 trained with cross-entropy. Because f never sees two tiles at once, it can only
 solve the puzzle by recognising what each tile shows (an eye, a wheel, sky), which
-is what transfers to other tasks.
+is what transfers to other tasks. Two of the paper's counter-measures against
+shortcuts are optional: each tile standardised on its own (``standardise_tiles``)
+and tiles turned to grayscale at random (``grayscale_tiles``).
 """
 from __future__ import annotations
 
@@ -25,8 +27,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..checks import check_float_images, check_non_negative, unit_float
-from ..patch_sampling import crop_square_patches, random_ints
+from ..augment import rgb_to_grayscale
+from ..checks import check_float_images, check_non_negative, check_unit_interval, unit_float
+from ..patch_sampling import crop_square_patches, draw_device, random_ints
+from ..patches import standardise_patches
 from ..runs import MethodEntry, per_profile
 
 _MAX_TILES_TO_ENUMERATE = 9
@@ -237,6 +241,30 @@ def unshuffle(tiles: torch.Tensor, permutations: torch.Tensor, labels: torch.Ten
     return tiles[torch.arange(tiles.shape[0], device=tiles.device)[:, None], inverse]
 
 
+def standardise_tiles(tiles: torch.Tensor) -> torch.Tensor:
+    """Each channel of each tile (N, T, C, t, t) standardised over its own pixels (``standardise_patches``).
+
+    Against low-level statistics (Noroozi & Favaro, 2016): neighbouring tiles share their mean
+    brightness, contrast and colour, which would let the network match tiles without recognising them.
+    """
+    return standardise_patches(tiles.flatten(-2)).view_as(tiles)
+
+
+def grayscale_tiles(tiles: torch.Tensor, p: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Each RGB tile of (N, T, 3, t, t) in [0, 1] replaced by its luma in all 3 channels with probability p.
+
+    Against chromatic aberration (Noroozi & Favaro, 2016): a lens shifts the colour channels
+    more towards the image's edges, so a tile's colour fringes tell where it was cut. One draw
+    per tile from ``generator``; none when p = 0.
+    """
+    check_unit_interval(p, "tile_grayscale_p", "0.3")
+    if p == 0:
+        return tiles
+    device = tiles.device
+    chosen = torch.rand(tiles.shape[:2], generator=generator, device=draw_device(generator, device)).to(device) < p
+    return rgb_to_grayscale(tiles.flatten(0, 1), chosen.flatten()).view_as(tiles)
+
+
 class JigsawPuzzle(nn.Module):
     """Context-free network: a shared tile encoder f, concatenation in tile order, an MLP h over P permutations.
 
@@ -246,15 +274,25 @@ class JigsawPuzzle(nn.Module):
         hidden_dim: width of the hidden layer of h.
         grid, tile_size, jitter: the tiling of ``jigsaw_tiles`` (defaults: 3x3 tiles of cell - 2 px,
             jittered by up to the full slack).
+        normalise_tiles: standardise every tile on its own before f (``standardise_tiles``).
+        tile_grayscale_p: the probability that a training tile is turned to grayscale (``grayscale_tiles``).
     """
 
     def __init__(self, encoder: nn.Module, permutations: torch.Tensor, hidden_dim: int = 512, grid: int = 3,
-                 tile_size: int | None = None, jitter: int | None = None):
+                 tile_size: int | None = None, jitter: int | None = None, normalise_tiles: bool = False,
+                 tile_grayscale_p: float = 0.0):
         super().__init__()
         _check_permutations(permutations, grid * grid)
         if permutations.shape[0] < 2:
             raise ValueError("the permutation set needs at least 2 permutations to make a classification task; "
                              "pass make_permutation_set(n_permutations=100)")
+        if not isinstance(normalise_tiles, bool):
+            raise ValueError(f"normalise_tiles must be True or False, got {normalise_tiles!r}; "
+                             "pass normalise_tiles=True to standardise each tile on its own")
+        check_unit_interval(tile_grayscale_p, "tile_grayscale_p", "0.3")
+        # Private, so that describe_run leaves them out and the default run keeps its fingerprint;
+        # extra_repr names them in the architecture when they are on.
+        self._normalise_tiles, self._tile_grayscale_p = normalise_tiles, tile_grayscale_p
         self.encoder = encoder  # f(.), shared by the tiles
         self.register_buffer("permutations", permutations.long().clone())
         self.grid, self.tile_size, self.jitter = grid, tile_size, jitter
@@ -267,23 +305,33 @@ class JigsawPuzzle(nn.Module):
     def n_permutations(self) -> int:
         return self.permutations.shape[0]
 
+    def extra_repr(self) -> str:
+        """The counter-measures against shortcuts that are on (none by default)."""
+        on = {"normalise_tiles": self._normalise_tiles, "tile_grayscale_p": self._tile_grayscale_p}
+        return ", ".join(f"{name}={value!r}" for name, value in on.items() if value)
+
     def make_puzzles(self, images: torch.Tensor,
                      generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Shuffled tiles (N, grid^2, C, t, t) and permutation labels (N,) of float images in [0, 1]."""
         return jigsaw_tiles(images, self.permutations, self.grid, self.tile_size, self.jitter, generator)
 
     def forward(self, tiles: torch.Tensor) -> torch.Tensor:
-        """Permutation logits (N, P) of shuffled tiles (N, T, C, t, t): f on every tile, concatenate, h."""
+        """Permutation logits (N, P) of shuffled tiles (N, T, C, t, t): f on every tile, concatenate, h.
+
+        With ``normalise_tiles`` every tile is standardised on its own first.
+        """
         n, n_tiles = tiles.shape[:2]
         if n_tiles != self.grid * self.grid:
             raise ValueError(f"expected {self.grid * self.grid} tiles per puzzle, got {n_tiles}; "
                              "build the tiles with make_puzzles")
+        if self._normalise_tiles:
+            tiles = standardise_tiles(tiles)
         tile_features = self.encoder(tiles.flatten(0, 1))  # f(tile) for all N*T tiles in one pass
         return self.classifier(tile_features.reshape(n, n_tiles * tile_features.shape[1]))
 
     def training_loss(self, batch) -> dict:
         tiles, labels = self.make_puzzles(unit_float(batch.images), batch.generator)
-        logits = self(tiles)
+        logits = self(grayscale_tiles(tiles, self._tile_grayscale_p, batch.generator))
         loss = F.cross_entropy(logits, labels)
         return {"loss": loss, "accuracy": (logits.argmax(1) == labels).float().mean().item()}
 
