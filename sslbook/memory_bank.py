@@ -14,7 +14,8 @@ feature, then projected back onto the unit sphere:
 with momentum m in [0, 1]: m = 0 overwrites the entry with the fresh feature,
 m = 1 never changes it. This is the form of the paper's released code
 (m = 0.5 there); MoCo's key-encoder update uses the same "m on the old value"
-convention. The losses that read the bank are ``sslbook.losses.instdisc_nce_loss`` and
+convention. The losses that read the bank are ``sslbook.losses.instdisc_nce_loss``,
+``sslbook.losses.instdisc_softmax_loss`` (the exact softmax over every entry) and
 ``sslbook.losses.instdisc_proximal_term``.
 """
 from __future__ import annotations

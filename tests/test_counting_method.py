@@ -7,15 +7,17 @@ import torch
 import torch.nn.functional as F
 
 from sslbook import augment, train
-from sslbook.methods.counting import Counting, count_views
+from sslbook.data import ImageData
+from sslbook.methods.counting import RANDOM_FILTERS, Counting, count_views, downsample_randomly
 from sslbook.networks import SmallCNN
+from sslbook.runs import describe_run
 
 from one_step import random_uint8_images, train_one_step
 
 
-def small_counter(n_counts: int = 6, margin: float = 2.0) -> Counting:
+def small_counter(n_counts: int = 6, margin: float = 2.0, **options) -> Counting:
     torch.manual_seed(0)
-    return Counting(SmallCNN(width=4, feature_dim=8), n_counts=n_counts, margin=margin).eval()
+    return Counting(SmallCNN(width=4, feature_dim=8), n_counts=n_counts, margin=margin, **options).eval()
 
 
 def downsample_by_loop(image: torch.Tensor) -> torch.Tensor:
@@ -132,3 +134,77 @@ def test_count_views_bad_inputs():
         count_views(torch.rand(1, 3, 5, 4), torch.rand(1, 3, 5, 4))
     with pytest.raises(ValueError, match="same shape"):
         count_views(torch.rand(1, 3, 4, 4), torch.rand(2, 3, 4, 4))
+
+
+# ---------------------------------------------------------------------------
+# Learning to count: the downsampling filter D (downsampling="area" | "random").
+# ---------------------------------------------------------------------------
+
+
+def test_area_downsampling_is_the_default_two_by_two_average():
+    torch.manual_seed(2)
+    images = torch.rand(3, 3, 8, 8)
+    default, area = small_counter(), small_counter(downsampling="area")
+    with torch.no_grad():
+        for counts, expected in zip(area.counts_of_views(images, torch.Generator()), default.counts_of_views(images)):
+            assert torch.equal(counts, expected)
+        expected_down = torch.stack([default.count(downsample_by_loop(image)[None])[0] for image in images])
+        assert torch.allclose(area.counts_of_views(images)[0], expected_down, atol=1e-5)
+
+
+def test_random_downsampling_applies_torchs_own_filter_to_each_image():
+    torch.manual_seed(3)
+    images = torch.rand(24, 3, 8, 6)
+    downsampled, filters = downsample_randomly(images, torch.Generator().manual_seed(5))
+    assert downsampled.shape == (24, 3, 4, 3) and filters.shape == (24,)
+    assert len(set(filters.tolist())) > 1  # different images, different filters
+    for image, result, k in zip(images, downsampled, filters.tolist()):
+        mode = RANDOM_FILTERS[k]
+        expected = F.interpolate(image[None], size=(4, 3), mode=mode, antialias=mode in ("bilinear", "bicubic"))[0]
+        torch.testing.assert_close(result, expected, rtol=1e-6, atol=1e-6)
+    nearest = RANDOM_FILTERS.index("nearest")
+    assert torch.equal(downsampled[filters == nearest], images[filters == nearest][:, :, ::2, ::2])
+
+
+def test_random_downsampling_is_reproducible_from_the_generator_seed():
+    images = torch.rand(16, 3, 8, 8, generator=torch.Generator().manual_seed(4))
+    first, filters = downsample_randomly(images, torch.Generator().manual_seed(9))
+    again, filters_again = downsample_randomly(images, torch.Generator().manual_seed(9))
+    assert torch.equal(first, again) and torch.equal(filters, filters_again)
+    _, other_filters = downsample_randomly(images, torch.Generator().manual_seed(10))
+    assert not torch.equal(filters, other_filters)
+
+
+def test_random_downsampling_counts_each_image_once_by_its_drawn_filter():
+    model = small_counter(downsampling="random")
+    images = torch.rand(5, 3, 8, 8, generator=torch.Generator().manual_seed(6))
+    with torch.no_grad():
+        counts_downsampled, counts_tiles, counts_other = model.counts_of_views(images, torch.Generator().manual_seed(7))
+        downsampled, _ = downsample_randomly(images, torch.Generator().manual_seed(7))
+        for n in range(5):
+            assert torch.allclose(counts_downsampled[n], model.count(downsampled[n][None])[0], atol=1e-5)
+            assert torch.allclose(counts_other[n], counts_downsampled[(n - 1) % 5])  # D∘y: the previous image's D∘x
+            for i, tile in enumerate(tiles_by_loop(images[n])):
+                assert torch.allclose(counts_tiles[n, i], model.count(tile[None])[0], atol=1e-5)
+
+
+def test_one_training_step_with_random_downsampling():
+    torch.manual_seed(0)
+    model = Counting(SmallCNN(width=4, feature_dim=8), n_counts=6, margin=2.0, downsampling="random")
+    _, changed = train_one_step(model, random_uint8_images(8, size=8), lr=0.01)
+    assert any(changed)
+
+
+def test_downsampling_is_area_by_default_and_random_changes_the_fingerprint():
+    data = ImageData(torch.zeros(2, 3, 8, 8, dtype=torch.uint8), torch.zeros(2, dtype=torch.long), ["a"])
+    described = [describe_run(small_counter(**options), train.TrainConfig(), data)
+                 for options in ({}, {"downsampling": "area"}, {"downsampling": "random"})]
+    assert described[1] == described[0]
+    assert described[2]["architecture"] != described[0]["architecture"]
+
+
+def test_a_bad_downsampling_name_is_refused():
+    with pytest.raises(ValueError, match="downsampling must be one of 'area', 'random', got 'bilinear'"):
+        small_counter(downsampling="bilinear")
+    with pytest.raises(ValueError, match="even H and W"):
+        downsample_randomly(torch.rand(1, 3, 8, 7))

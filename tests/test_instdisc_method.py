@@ -6,18 +6,20 @@ import pytest
 import torch
 
 from sslbook.augment import augment
+from sslbook.data import ImageData
 from sslbook.methods.instdisc import InstDisc
 from sslbook.networks import SmallCNN
-from sslbook.train import Batch
+from sslbook.runs import describe_run
+from sslbook.train import Batch, TrainConfig
 
 from one_step import random_uint8_images, train_one_step
 
 
-def tiny_method(n_data: int = 12, n_noise: int = 5, proximal_weight: float = 0.7) -> InstDisc:
+def tiny_method(n_data: int = 12, n_noise: int = 5, proximal_weight: float = 0.7, **options) -> InstDisc:
     torch.manual_seed(0)
     encoder = SmallCNN(width=4, feature_dim=8)
     return InstDisc(encoder, n_data, embedding_dim=6, n_noise=n_noise, temperature=0.5, momentum=0.3,
-                    proximal_weight=proximal_weight)
+                    proximal_weight=proximal_weight, **options)
 
 
 def batch_of(indices: list[int], seed: int) -> Batch:
@@ -122,3 +124,48 @@ def test_bad_inputs_stop_with_clear_messages():
     method = tiny_method(n_data=12)
     with pytest.raises(ValueError, match="bank index out of range"):
         method.training_loss(batch_of([3, 12], seed=5))
+
+
+# ---------------------------------------------------------------------------
+# The exact softmax over the whole bank (objective="softmax").
+# ---------------------------------------------------------------------------
+
+
+def test_softmax_objective_is_minus_log_p_over_every_bank_entry():
+    method = tiny_method(objective="softmax")
+    batch = batch_of([3, 0, 7, 11], seed=6)
+    bank_before = method.bank.features.clone()
+    output = method.training_loss(batch)
+    views = augment(batch.images, method.recipe, torch.Generator().manual_seed(6))
+    with torch.no_grad():
+        fresh = torch.nn.functional.normalize(method.head(method.encoder(views)), dim=1).tolist()
+    bank, expected = bank_before.tolist(), 0.0
+    for v, i in zip(fresh, batch.indices.tolist()):
+        exps = [math.exp(sum(a * b for a, b in zip(entry, v)) / 0.5) for entry in bank]
+        expected += -math.log(exps[i] / sum(exps)) + 0.7 * sum((a - b) ** 2 for a, b in zip(v, bank[i]))
+    assert output["loss"].item() == pytest.approx(expected / 4, rel=1e-4)
+    assert output["loss"].item() == pytest.approx(output["softmax"] + output["proximal"], rel=1e-5)
+    assert "nce" not in output
+    assert method.normaliser.item() == -1.0  # no Z to estimate: the denominator is summed exactly
+
+
+def test_one_training_step_with_the_softmax_objective():
+    method = tiny_method(n_data=16, objective="softmax")
+    bank_before = method.bank.features.clone()
+    _, changed = train_one_step(method, random_uint8_images(16), batch_size=8)
+    assert any(changed)
+    assert int(((method.bank.features - bank_before).abs().sum(dim=1) > 0).sum()) == 8
+
+
+def test_the_objective_is_nce_by_default_and_softmax_changes_the_fingerprint():
+    data = ImageData(torch.zeros(2, 3, 32, 32, dtype=torch.uint8), torch.zeros(2, dtype=torch.long), ["a"])
+    described = [describe_run(tiny_method(**options), TrainConfig(), data)
+                 for options in ({}, {"objective": "nce"}, {"objective": "softmax"})]
+    assert described[1] == described[0]
+    assert described[2]["architecture"] != described[0]["architecture"]
+    assert "objective='softmax'" in repr(tiny_method(objective="softmax"))
+
+
+def test_a_bad_objective_name_is_refused():
+    with pytest.raises(ValueError, match="objective must be one of 'nce', 'softmax', got 'soft-max'"):
+        tiny_method(objective="soft-max")

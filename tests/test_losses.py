@@ -515,3 +515,48 @@ def test_error_messages_name_the_fix():
         losses.nt_xent(Z, Z, -1.0)
     with pytest.raises(ValueError, match="use a larger batch"):
         losses.nt_xent(ONE, ONE)
+
+
+# ---------------------------------------------------------------------------
+# InstDisc's exact non-parametric softmax over the whole bank.
+# ---------------------------------------------------------------------------
+
+
+def reference_instdisc_softmax(features, bank, indices, temperature):
+    """-log P(i|v) with P(i|v) = exp(v_i^T v / tau) / sum_j exp(v_j^T v / tau), a loop over every bank entry j."""
+    total = 0.0
+    for v, i in zip(rows(features), indices):
+        exps = [math.exp(dot(entry, v) / temperature) for entry in rows(bank)]
+        total += -math.log(exps[i] / sum(exps))
+    return total / len(indices)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n_data, temperature", [(1, 0.5), (7, 0.1), (20, 1.0)])
+def test_instdisc_softmax_matches_loop_over_the_bank(n_data, temperature, dtype):
+    generator = torch.Generator().manual_seed(12)
+    features = torch.nn.functional.normalize(torch.randn(4, 5, generator=generator, dtype=torch.float64), dim=1)
+    bank = torch.nn.functional.normalize(torch.randn(n_data, 5, generator=generator, dtype=torch.float64), dim=1)
+    indices = torch.randint(n_data, (4,), generator=generator)
+    expected = reference_instdisc_softmax(features, bank, indices.tolist(), temperature)
+    scores = (features @ bank.T / temperature).to(dtype)
+    assert_close(losses.instdisc_softmax_loss(scores, indices), expected, dtype)
+
+
+def test_instdisc_softmax_with_equal_scores_is_log_of_the_bank_size():
+    loss = losses.instdisc_softmax_loss(torch.zeros(3, 50), torch.tensor([0, 7, 49]))
+    assert_close(loss, math.log(50), torch.float32)
+
+
+@pytest.mark.parametrize("scores, indices, message", [
+    (torch.zeros(4), torch.zeros(4, dtype=torch.long), "scores must be a 2-D"),
+    (torch.zeros(0, 5), torch.zeros(0, dtype=torch.long), "N >= 1"),
+    (torch.zeros(2, 0), torch.zeros(2, dtype=torch.long), "n >= 1"),
+    (torch.zeros(2, 5), torch.zeros(3, dtype=torch.long), r"shape \(N,\) = \(2,\)"),
+    (torch.zeros(2, 5), torch.zeros(2), "integer tensor"),
+    (torch.zeros(2, 5), torch.tensor([0, 5]), r"bank rows 0\.\.4"),
+    (torch.zeros(2, 5), torch.tensor([-1, 0]), r"bank rows 0\.\.4"),
+])
+def test_instdisc_softmax_bad_inputs_raise_value_error(scores, indices, message):
+    with pytest.raises(ValueError, match=message):
+        losses.instdisc_softmax_loss(scores, indices)

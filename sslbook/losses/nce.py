@@ -8,7 +8,8 @@ import torch.nn.functional as F
 
 from ..checks import check_ndim as _check_ndim, check_positive as _check_positive
 
-__all__ = ['nce_loss', 'nce_logit', 'info_nce', 'instdisc_nce_loss', 'instdisc_proximal_term']
+__all__ = ['nce_loss', 'nce_logit', 'info_nce', 'instdisc_nce_loss', 'instdisc_softmax_loss',
+           'instdisc_proximal_term']
 
 
 # Noise contrastive estimation (Gutmann & Hyvarinen 2010):
@@ -146,6 +147,29 @@ def instdisc_nce_loss(
     log_p_noise = scores_noise - log_z
     log_not_h_noise = log_m_noise - torch.logaddexp(log_p_noise, torch.full_like(log_p_noise, log_m_noise))
     return -(log_h_positive + log_not_h_noise.sum(dim=1)).mean()
+
+
+# Instance discrimination with the exact non-parametric softmax (Wu, Xiong, Yu & Lin 2018, eq. 2):
+#   P(i|v) = exp(v_i^T v / tau) / sum_{j=1..n} exp(v_j^T v / tau),   L = - E[ log P(i|v) ]
+def instdisc_softmax_loss(scores: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+    """Non-parametric softmax loss of instance discrimination (Wu, Xiong, Yu & Lin, 2018, eq. 2).
+
+    scores: (N, n) scores v_j^T v / tau of each sample's feature v with all n memory-bank entries v_j.
+    indices: (N,) the row i of each sample's own entry. Returns the mean over N of -log P(i|v).
+    The denominator sums over the whole bank, n scores per sample: the cost that NCE
+    (``instdisc_nce_loss``) replaces with M noise samples and an estimate of Z.
+    """
+    _check_ndim(scores, "scores", 2, "(N, n)")
+    if scores.shape[0] == 0 or scores.shape[1] == 0:
+        raise ValueError(f"scores must have shape (N, n) with N >= 1 samples and n >= 1 bank entries, got "
+                         f"{tuple(scores.shape)}; pass the scores of the batch with the whole bank")
+    if indices.shape != scores.shape[:1] or indices.dtype.is_floating_point or indices.dtype == torch.bool:
+        raise ValueError(f"indices must be an integer tensor of shape (N,) = ({scores.shape[0]},), got shape "
+                         f"{tuple(indices.shape)} and dtype {indices.dtype}; pass batch.indices")
+    if int(indices.min()) < 0 or int(indices.max()) >= scores.shape[1]:
+        raise ValueError(f"indices must be bank rows 0..{scores.shape[1] - 1}, got values in "
+                         f"[{int(indices.min())}, {int(indices.max())}]; pass the positions of the images in the bank")
+    return F.cross_entropy(scores, indices.long())
 
 
 # InstDisc's proximal regularisation (Wu, Xiong, Yu & Lin 2018), the lambda term of L_InstDisc above:

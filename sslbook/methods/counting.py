@@ -2,6 +2,9 @@
 the counts of the 2x-downsampled image equal the summed counts of its four tiles.
 
     L = ||phi(D∘x) - sum_{i=1..4} phi(T_i∘x)||_2^2 + max(0, c - ||phi(D∘y) - sum_{i=1..4} phi(T_i∘x)||_2^2)
+
+D averages 2x2 pixel blocks; with ``downsampling="random"`` each image is halved by a filter drawn
+from ``RANDOM_FILTERS``, so that the blur of one fixed filter cannot tell D∘x from the tiles.
 """
 from __future__ import annotations
 
@@ -12,7 +15,12 @@ from torch import nn
 from ..augment import ViewRecipe, augment
 from ..checks import check_float_images, check_positive, check_positive_int, unit_float
 from ..losses import counting_loss
+from ..patch_sampling import random_ints
 from ..runs import MethodEntry, per_profile
+
+DOWNSAMPLINGS = ("area", "random")  # D: always 2x2 averaging, or a filter drawn per image
+# The filters of downsampling="random": F.interpolate modes, antialiased where torch offers it.
+RANDOM_FILTERS = ("area", "bilinear", "bicubic", "nearest")
 
 
 def count_views(images: torch.Tensor, other_images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -49,37 +57,84 @@ def count_views(images: torch.Tensor, other_images: torch.Tensor) -> tuple[torch
     return F.avg_pool2d(images, 2), tiles, F.avg_pool2d(other_images, 2)
 
 
+def downsample_randomly(images: torch.Tensor, generator: torch.Generator | None = None
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+    """D∘x with its own filter per image, drawn uniformly from ``RANDOM_FILTERS`` with ``generator``.
+
+    Image n is halved by ``F.interpolate`` with mode RANDOM_FILTERS[filters[n]] (bilinear and bicubic
+    with antialias=True; bicubic may overshoot [0, 1] slightly). All filters run on the whole batch,
+    so the draw needs no host sync.
+
+    Args:
+        images: x, float (N, C, H, W) with even H and W.
+        generator: the source of the draws (None: torch's global generator).
+
+    Returns:
+        downsampled (N, C, H/2, W/2) and filters (N,), each image's position in ``RANDOM_FILTERS``.
+    """
+    check_float_images(images)
+    n, _, height, width = images.shape
+    if height % 2 or width % 2:
+        raise ValueError(f"downsample_randomly needs even H and W to halve them, got {height}x{width}; "
+                         "crop one row/column first")
+    size = (height // 2, width // 2)
+    filtered = torch.stack([F.interpolate(images, size=size, mode=mode, antialias=mode in ("bilinear", "bicubic"))
+                            for mode in RANDOM_FILTERS])  # (filters, N, C, H/2, W/2)
+    filters = random_ints(0, len(RANDOM_FILTERS) - 1, (n,), generator, images.device)
+    return filtered[filters, torch.arange(n, device=images.device)], filters
+
+
 class Counting(nn.Module):
     """The counting pretext task: phi(.) = ReLU(W f(.)) with f the encoder, K non-negative counts.
 
     The paper's counter is AlexNet with a last ReLU layer of K = 1000 counts and margin c = 10;
-    D averages 2x2 pixel blocks (``count_views``). y is the previous image of the batch
-    (x rolled by one), so every image serves as the contrastive y of another.
+    D averages 2x2 pixel blocks (``count_views``), or with downsampling="random" halves each image
+    by a filter drawn from ``RANDOM_FILTERS`` (``downsample_randomly``). y is the previous image of
+    the batch (x rolled by one), so every image serves as the contrastive y of another.
 
     Args:
         encoder: f, the backbone (``feature_dim`` attribute); phi(.) = ReLU(W f(.)).
         n_counts: K, the length of the count vector.
         margin: c > 0 of the contrastive term.
         recipe: optional augmentation of x before the views are cut (None: the image itself).
+        downsampling: D, "area" (2x2 averaging, the default) or "random" (a filter drawn per image).
     """
 
     def __init__(self, encoder: nn.Module, n_counts: int = 1000, margin: float = 10.0,
-                 recipe: ViewRecipe | None = None):
+                 recipe: ViewRecipe | None = None, downsampling: str = "area"):
         super().__init__()
         check_positive_int(n_counts, "n_counts", "1000 (K, as in the paper)")
         check_positive(margin, "margin", "10.0 (c, as in the paper)")
+        if downsampling not in DOWNSAMPLINGS:
+            raise ValueError(f"downsampling must be one of {', '.join(map(repr, DOWNSAMPLINGS))}, got "
+                             f"{downsampling!r}; pass 'area' (2x2 averaging) or 'random' (one of "
+                             f"{', '.join(RANDOM_FILTERS)} per image)")
         self.encoder = encoder  # f
         self.counter_head = nn.Linear(encoder.feature_dim, n_counts)  # W
         self.margin = margin
         self.recipe = recipe
+        # Private, so that describe_run leaves it out and the default run keeps its fingerprint;
+        # extra_repr names it in the architecture when it is not area averaging.
+        self._downsampling = downsampling
+
+    def extra_repr(self) -> str:
+        """The downsampling when it is not 2x2 averaging (nothing by default)."""
+        return f"downsampling={self._downsampling!r}" if self._downsampling != "area" else ""
 
     def count(self, images: torch.Tensor) -> torch.Tensor:
         """phi(images): (M, K) non-negative counts of float images in [0, 1]."""
         return F.relu(self.counter_head(self.encoder(images)))
 
-    def counts_of_views(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """phi(D∘x) (N, K), phi(T_i∘x) (N, 4, K) and phi(D∘y) (N, K) for float images x, y = x rolled by one."""
+    def counts_of_views(self, images: torch.Tensor, generator: torch.Generator | None = None
+                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """phi(D∘x) (N, K), phi(T_i∘x) (N, 4, K) and phi(D∘y) (N, K) for float images x, y = x rolled by one.
+
+        generator: draws each image's filter when downsampling is "random" (None: torch's global generator).
+        """
         downsampled, tiles, downsampled_other = count_views(images, images.roll(1, dims=0))
+        if self._downsampling == "random":  # D by each image's own filter instead; D∘y is D∘x rolled
+            downsampled = downsample_randomly(images, generator)[0]
+            downsampled_other = downsampled.roll(1, dims=0)
         n = images.shape[0]
         counts = self.count(torch.cat([downsampled, tiles.flatten(0, 1), downsampled_other]))
         counts_downsampled, counts_tiles, counts_other = counts.split([n, 4 * n, n])
@@ -89,7 +144,8 @@ class Counting(nn.Module):
         images = (augment(batch.images, self.recipe, batch.generator) if self.recipe is not None
                   else unit_float(batch.images))
         # float32: squared distances of counts lose too much precision in bfloat16
-        counts_downsampled, counts_tiles, counts_other = (counts.float() for counts in self.counts_of_views(images))
+        views = self.counts_of_views(images, batch.generator)
+        counts_downsampled, counts_tiles, counts_other = (counts.float() for counts in views)
         loss = counting_loss(counts_downsampled, counts_tiles, counts_other, self.margin)
         return {"loss": loss, "mean total count": counts_downsampled.detach().sum(1).mean().item()}
 
