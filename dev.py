@@ -169,5 +169,6 @@ def run_tests(stages: list[list[tuple[str, list[str]]]], lanes: int = LANES) -> 
         print("failed: " + ", ".join(failed))
     return 1 if failed or all(code == NO_TESTS_COLLECTED for code in codes.values()) else 0
 
+
 if __name__ == "__main__":
     sys.exit(main())

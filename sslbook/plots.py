@@ -59,11 +59,13 @@ def tsne_map(points: np.ndarray, seed: int = 0) -> np.ndarray:
     from sklearn.manifold import TSNE
 
     points = np.ascontiguousarray(points, dtype=np.float32)
-    digest = hashlib.sha256(points.tobytes() + repr((points.shape, seed)).encode()).hexdigest()[:16]
+    settings = dict(n_components=2, init="pca", perplexity=30, max_iter=500, random_state=seed)
+    # the settings are in the digest: a map saved with others (scikit-learn's 1000 iterations) is not reused
+    digest = hashlib.sha256(points.tobytes() + repr((points.shape, sorted(settings.items()))).encode()).hexdigest()[:16]
     path = checkpoints_dir() / f"tsne-{digest}.npy"
     if path.exists():
         return np.load(path)
-    embedded = TSNE(n_components=2, init="pca", perplexity=30, max_iter=500, random_state=seed).fit_transform(points)
+    embedded = TSNE(**settings).fit_transform(points)
 
     def save(temporary):
         with temporary.open("wb") as file:
