@@ -34,11 +34,15 @@ PYTHON = BIN / ("python.exe" if os.name == "nt" else "python")
 NOTEBOOK_SOURCES = ("sslbook/**/*.py", "results/**/*")
 JUPYTER_CACHE = Path("_build") / ".jupyter_cache"  # myst-nb's default, beside _build/html (no execute.cache)
 SOURCES_STAMP = Path("_build") / ".jupyter_cache.sources"  # the hash of NOTEBOOK_SOURCES the cache holds
-# Chapters that read what the other chapters saved (their results, their checkpoints): they run after them.
-READ_OTHER_CHAPTERS = ("book/pretext/comparison.ipynb", "book/generative/comparison.ipynb", "book/benchmark.ipynb")
+# Chapters that read what other chapters saved (their results, their checkpoints), in stages after what
+# they read: the evaluation chapter loads SimCLR's run, the benchmark every run (the evaluation's too).
+READER_STAGES = (("book/evaluation.ipynb", "book/pretext/comparison.ipynb", "book/generative/comparison.ipynb"),
+                 ("book/benchmark.ipynb",))
+READ_OTHER_CHAPTERS = tuple(notebook for stage in READER_STAGES for notebook in stage)
 LANES = 2  # test runs side by side; on two cores, one thread each beats two threads one after the other
 NBVAL = ("--nbval-lax", "--nbval-cell-timeout=900")
 NO_TESTS_COLLECTED = 5  # pytest's exit code when a selection (-k, -m) leaves a run nothing to do
+RECORDED_TIMES = ROOT / "results" / "notebook-times-quick.json"  # each chapter's time, from a .ci/run
 TIMES_ENV = "SSLBOOK_TEST_TIMES"  # where to write each run's time as JSON (optional)
 
 
@@ -112,17 +116,23 @@ def main() -> int:
 
 def test_stages(extra: list[str]) -> list[list[tuple[str, list[str]]]]:
     """The named pytest runs of ``dev.py test``, in stages of runs that may go side by side: first the unit
-    tests and one run per chapter; then the chapters that read what those saved, beside the book-level
-    tests, a run per file (they load the checkpoints the chapters saved)."""
+    tests and one run per chapter, the longest first (by ``RECORDED_TIMES``), so that no lane ends the
+    stage with a long chapter while the other waits; then the chapters that read what those saved
+    (``READER_STAGES``), the first of them beside the book-level tests, a run per file (they load the
+    checkpoints the chapters saved)."""
     pytest = [str(PYTHON), "-m", "pytest", "-p", "no:cacheprovider", *extra]
     notebooks = notebooks_in_toc_order()
     runs = {notebook: [*pytest, notebook, *NBVAL] for notebook in notebooks}
     book_level = sorted(path.relative_to(ROOT).as_posix() for path in (ROOT / "tests").glob("test_*.py")
                         if "mark.book_level" in path.read_text())
+    recorded = json.loads(RECORDED_TIMES.read_text()) if RECORDED_TIMES.is_file() else {}
+    longest_first = sorted((notebook for notebook in notebooks if notebook not in READ_OTHER_CHAPTERS),
+                           key=lambda notebook: -recorded.get(notebook, float("inf")))  # unknown: first
     return [[("unit tests", [*pytest, "tests", "-m", "not book_level"]),
-             *[(notebook, runs[notebook]) for notebook in notebooks if notebook not in READ_OTHER_CHAPTERS]],
-            [*[(f"{path} (book level)", [*pytest, path, "-m", "book_level"]) for path in book_level],
-             *[(notebook, runs[notebook]) for notebook in notebooks if notebook in READ_OTHER_CHAPTERS]]]
+             *[(notebook, runs[notebook]) for notebook in longest_first]],
+            [*[(notebook, runs[notebook]) for notebook in READER_STAGES[0]],
+             *[(f"{path} (book level)", [*pytest, path, "-m", "book_level"]) for path in book_level]],
+            *[[(notebook, runs[notebook]) for notebook in stage] for stage in READER_STAGES[1:]]]
 
 
 def run_tests(stages: list[list[tuple[str, list[str]]]], lanes: int = LANES) -> int:

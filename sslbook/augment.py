@@ -121,6 +121,23 @@ class ViewRecipe:
     solarize_p: float = 0.0
     solarize_threshold: float = 0.5
 
+    def __str__(self) -> str:
+        """One line per step of the pipeline, in the order they are applied (``repr`` keeps every field)."""
+        steps = {
+            "crop": f"scale {self.crop_scale[0]:g} to {self.crop_scale[1]:g} of the area, aspect ratio "
+                    f"{self.crop_ratio[0]:.3g} to {self.crop_ratio[1]:.3g}",
+            "flip": f"p = {self.flip_p:g}",
+            "colour jitter": f"p = {self.jitter_p:g}: brightness {self.brightness:g}, contrast {self.contrast:g}, "
+                             f"saturation {self.saturation:g}, hue {self.hue:g}",
+            "grayscale": f"p = {self.grayscale_p:g}",
+            "blur": f"p = {self.blur_p:g}: sigma {self.blur_sigma[0]:g} to {self.blur_sigma[1]:g} pixels, "
+                    f"kernel {self.blur_kernel_size}",
+            "solarize": f"p = {self.solarize_p:g}: pixels from {self.solarize_threshold:g} up",
+        }
+        width = max(map(len, steps)) + 1
+        return "\n".join([f"ViewRecipe, {self.output_size}x{self.output_size} views:",
+                          *(f"  {name + ':':<{width}} {text}" for name, text in steps.items())])
+
     def __post_init__(self) -> None:
         if not (isinstance(self.output_size, int) and self.output_size >= 1):
             raise ValueError(

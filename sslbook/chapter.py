@@ -9,14 +9,16 @@ import math
 from torch import nn
 
 from .augment import ViewRecipe
-from .data import ImageData
-from .evaluate import (PixelEncoder, evaluate, extract_features, nearest_training_images, neighbour_purity,
+from .data import ImageData, balanced_indices
+from .evaluate import (EVALUATION_VERSION, FEW_LABELS, PixelEncoder, evaluate, extract_features,
+                       few_label_probe, linear_probe, nearest_training_images, neighbour_purity,
                        random_init_like)
 from .paths import write_atomically
 from .train import TrainConfig
 from .runs import checkpoints_dir, describe_run, load_or_train, method_run  # noqa: F401 (the chapters' API)
 
-METRIC_NAMES = {"knn": "kNN acc. (%)", "linear": "linear probe (%)", "alignment": "L_align",
+METRIC_NAMES = {"knn": "kNN acc. (%)", "linear": "linear probe (%)",
+                f"linear_{FEW_LABELS}": f"linear, {FEW_LABELS} labels/class (%)", "alignment": "L_align",
                 "uniformity": "L_uniform"}
 
 
@@ -39,7 +41,7 @@ def evaluate_once(encoder: nn.Module, train_data: ImageData, test_data: ImageDat
     The result is kept beside the checkpoints, so the benchmark chapter reads what a chapter measured.
     """
     key = {name: describe_run(encoder, TrainConfig(), data) for name, data in
-           (("train", train_data), ("test", test_data))} | {"recipe": repr(recipe)}
+           (("train", train_data), ("test", test_data))} | {"recipe": repr(recipe), "evaluation": EVALUATION_VERSION}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
     path = checkpoints_dir() / f"scores-{type(encoder).__name__}-{digest}.json"
     if path.exists():
@@ -75,6 +77,142 @@ def simclr_at_same_budget(run, test_data: ImageData, recipe: ViewRecipe | None =
     simclr = simclr_like(run)
     simclr.load_or_train()
     return evaluate_once(simclr.encoder, run.data, test_data, recipe)
+
+
+VARIANT_MARGIN = 2.0  # kNN points: the least difference of two single runs called a winner
+
+
+@dataclasses.dataclass
+class Variant:
+    """A chapter's run trained again with some of its settings changed, scored beside the chapter's run."""
+
+    run: object  # the variant's Run
+    baseline: object  # the chapter's Run it changes
+    changes: dict  # setting -> the variant's value
+    history: object  # the variant's training History
+    scores: dict[str, float]  # evaluate.evaluate of the variant's encoder
+    baseline_scores: dict[str, float]  # the same of the chapter's encoder
+    margin: float  # kNN points under which the two runs are not told apart
+    test_data: ImageData  # what both were scored on, with ``run.data`` as the kNN's and probe's training set
+    recipe: ViewRecipe | None  # the views of the alignment and uniformity
+
+    def comparison(self):
+        """The measured outcome as a Markdown sentence: both runs' kNN and linear-probe accuracy and
+        their differences, with a direction only where the kNN difference reaches ``margin``."""
+        from IPython.display import Markdown
+
+        changed = ", ".join(f"`{key}={value!r}`" for key, value in self.changes.items())
+        was = ", ".join(f"`{key}={self.baseline.settings.get(key, getattr(self.baseline.config, key, None))!r}`"
+                        for key in self.changes)
+        knn = self.scores["knn"] - self.baseline_scores["knn"]
+        linear = self.scores["linear"] - self.baseline_scores["linear"]
+        if abs(knn) < self.margin:
+            verdict = (f"a kNN difference under {self.margin:g} points, which one run (one seed) of each "
+                       "cannot tell from noise")
+        else:
+            verdict = f"the {'variant' if knn > 0 else 'chapter'}'s run is ahead by more than {self.margin:g} kNN points"
+        return Markdown(
+            f"Measured: the variant ({changed}; the chapter's run has {was}), trained for "
+            f"{len(self.history.steps):,} steps in {self.history.seconds:.0f} s, reaches {self.scores['knn']:.1f}% "
+            f"kNN and {self.scores['linear']:.1f}% linear-probe accuracy, against {self.baseline_scores['knn']:.1f}% "
+            f"and {self.baseline_scores['linear']:.1f}% for the chapter's run ({knn:+.1f} and {linear:+.1f} points): "
+            f"{verdict}.")
+
+
+def variant_margin(name: str, profile_name: str) -> float:
+    """``VARIANT_MARGIN``, or wider: the range of kNN accuracy over the recorded sweep's samples and
+    seeds of ``name`` in ``profile_name`` (``results/sweep-*``), how far one run may fall from another."""
+    from .sweep import load_sweep
+
+    sweep = load_sweep(name, profile_name)
+    if sweep is None:
+        return VARIANT_MARGIN
+    knn = sweep["summary"]["knn"]
+    return max(VARIANT_MARGIN, round(knn["max"] - knn["min"], 1))
+
+
+def train_variant(run, test_data: ImageData, recipe: ViewRecipe | None = None, **changes) -> Variant:
+    """The chapter's ``run`` with ``changes`` (settings of the method or of the training loop, by name),
+    everything else as the run has it, epochs included: loaded when saved, else trained; then both
+    encoders scored on ``run``'s training data and ``test_data`` (``evaluate_once``)."""
+    if not changes:
+        raise ValueError("a variant changes at least one setting: pass it by name, e.g. temperature=0.2")
+    current = {**dataclasses.asdict(run.config), **run.settings}
+    unchanged = [key for key, value in changes.items() if key in current and current[key] == value]
+    if unchanged:
+        raise ValueError(f"{', '.join(f'{key}={changes[key]!r}' for key in unchanged)}: the chapter's run has "
+                         "that already; pass another value to train a variant")
+    variant = method_run(run.name, run.profile, run.data, **{**current, **changes})
+    history = variant.load_or_train()
+    return Variant(variant, run, dict(changes), history,
+                   evaluate_once(variant.encoder, run.data, test_data, recipe),
+                   evaluate_once(run.encoder, run.data, test_data, recipe),
+                   variant_margin(run.name, run.profile.name), test_data, recipe)
+
+
+LABELS_PER_CLASS = (1, 10, 100)  # the few-label settings of the label-efficiency curves
+
+
+def scratch_run(profile, train_data: ImageData, per_class: int, seed: int = 0):
+    """The ``supervised`` run on only ``per_class`` labelled images of each class (the probes' draw
+    ``seed``), and those images: as many steps as the supervised run on all of ``train_data`` takes in
+    the quick profile (``side_steps`` of them elsewhere), its warm-up the same share of them."""
+    full = method_run("supervised", profile, train_data)
+    steps_per_epoch = len(train_data) // full.config.batch_size
+    steps = side_steps(full, full.config.epochs * steps_per_epoch)
+    labelled = train_data.subset(balanced_indices(train_data.labels, train_data.classes, per_class, seed)
+                                 .to(train_data.labels.device))
+    batch_size = min(full.config.batch_size, len(labelled))
+    epochs = math.ceil(steps / (len(labelled) // batch_size))
+    warmup = full.config.warmup_epochs * steps_per_epoch / (len(labelled) // batch_size)
+    return method_run("supervised", profile, labelled, epochs=epochs, batch_size=batch_size, warmup_epochs=warmup,
+                      seed=seed), labelled
+
+
+def label_efficiency(name: str, encoder: nn.Module, profile, train_data: ImageData, test_data: ImageData,
+                     per_class: tuple[int, ...] = LABELS_PER_CLASS) -> dict[str, dict[int, list[float]]]:
+    """Test accuracy (%) of a linear probe that sees only ``per_class`` labelled training images of
+    each class, and all of them: on ``name``'s frozen ``encoder``, on the random-init copy of it, and
+    on the same architecture trained from scratch on those labelled images only (``scratch_run``).
+    The frozen encoders' few-label accuracies are one per draw of the labelled images
+    (``evaluate.few_label_probe``); the scratch encoder's, of draw 0, the images it was trained on."""
+    everything = len(train_data) // len(train_data.classes)
+    curves = {name: {}, "random init": {}, "supervised on those labels only": {}}
+    train_labels, test_labels = train_data.labels.cpu(), test_data.labels.cpu()
+    for title, model in ((name, encoder), ("random init", random_init_like(encoder).to(_device(encoder)))):
+        train_features = extract_features(model, train_data.images)
+        test_features = extract_features(model, test_data.images)
+        for n in per_class:
+            curves[title][n] = few_label_probe(train_features, train_labels, test_features, test_labels, n,
+                                               n_classes=len(train_data.classes))
+        curves[title][everything] = [linear_probe(train_features, train_labels, test_features, test_labels)]
+    for n in per_class:
+        run, labelled = scratch_run(profile, train_data, n)
+        run.load_or_train(progress=False)
+        labelled_features = extract_features(run.encoder, labelled.images)
+        curves["supervised on those labels only"][n] = [linear_probe(
+            labelled_features, labelled.labels.cpu(), extract_features(run.encoder, test_data.images), test_labels,
+            standardise_with=extract_features(run.encoder, train_data.images))]
+    full = method_run("supervised", profile, train_data)
+    full.load_or_train(progress=False)
+    train_features = extract_features(full.encoder, train_data.images)
+    curves["supervised on those labels only"][everything] = [linear_probe(
+        train_features, train_labels, extract_features(full.encoder, test_data.images), test_labels)]
+    return curves
+
+
+def label_efficiency_table(curves: dict[str, dict[int, list[float]]]):
+    """``label_efficiency``'s accuracies as a Markdown table: the mean over the draws, and their range."""
+    from IPython.display import Markdown
+
+    counts = sorted({n for curve in curves.values() for n in curve})
+    lines = ["| labels per class | " + " | ".join(curves) + " |", "|---" * (len(curves) + 1) + "|"]
+    for n in counts:
+        cells = [(f"{sum(curve[n]) / len(curve[n]):.1f}" + (f" ({min(curve[n]):.1f} to {max(curve[n]):.1f})"
+                                                             if len(curve[n]) > 1 else "")) if n in curve else "–"
+                 for curve in curves.values()]
+        lines.append(f"| {n:,} | " + " | ".join(cells) + " |")
+    return Markdown("\n".join(lines))
 
 
 def knn_comparison(name: str, scores: dict[str, float], reference_name: str, reference: dict[str, float],

@@ -176,21 +176,26 @@ def load_image_folder(split_folder: str | os.PathLike) -> ImageData:
 
 def balanced_subset(data: ImageData, per_class: int, seed: int = 0) -> ImageData:
     """Draw ``per_class`` images of every class at random (reproducible by ``seed``)."""
+    return data.subset(balanced_indices(data.labels, data.classes, per_class, seed).to(data.labels.device))
+
+
+def balanced_indices(labels: torch.Tensor, classes: list[str], per_class: int, seed: int = 0) -> torch.Tensor:
+    """The indices of ``per_class`` images of every class drawn at random (reproducible by ``seed``),
+    in a random order."""
     if per_class < 1:
         raise ValueError(f"per_class must be at least 1, got {per_class}")
     generator = torch.Generator().manual_seed(seed)
     chosen = []
-    for label in range(len(data.classes)):
-        members = torch.nonzero(data.labels.cpu() == label).flatten()
+    for label in range(len(classes)):
+        members = torch.nonzero(labels.cpu() == label).flatten()
         if len(members) < per_class:
             raise ValueError(
-                f"class {data.classes[label]!r} has {len(members)} images, fewer than the "
+                f"class {classes[label]!r} has {len(members)} images, fewer than the "
                 f"{per_class} asked for; lower per_class to at most {len(members)} or use more data"
             )
         chosen.append(members[torch.randperm(len(members), generator=generator)[:per_class]])
     indices = torch.cat(chosen)
-    indices = indices[torch.randperm(len(indices), generator=generator)]
-    return data.subset(indices.to(data.labels.device))
+    return indices[torch.randperm(len(indices), generator=generator)]
 
 
 def check_images(images: torch.Tensor, size: int | None = 32) -> None:

@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import copy
+import statistics
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .augment import ViewRecipe, make_views
-from .data import ImageData
+from .data import ImageData, balanced_indices
 from .losses import align_loss, uniform_loss
 
 
@@ -71,13 +73,17 @@ def knn_accuracy(train_features, train_labels, test_features, test_labels, k: in
 
 
 def linear_probe(train_features, train_labels, test_features, test_labels, steps: int = 300,
-                 lr: float = 0.05, weight_decay: float = 1e-4, seed: int = 0) -> float:
+                 lr: float = 0.05, weight_decay: float = 1e-4, seed: int = 0,
+                 standardise_with: torch.Tensor | None = None) -> float:
     """Accuracy (in %) of a logistic-regression classifier on frozen, standardised features.
 
     Full-batch Adam on the cross-entropy; the features never change, only the
     linear layer learns, so the number measures how linearly separable they are.
+    ``standardise_with``: the features whose mean and deviation standardise the inputs (default:
+    ``train_features``), e.g. those of every training image when only a few carry labels.
     """
-    mean, std = train_features.mean(0), train_features.std(0) + 1e-6
+    reference = train_features if standardise_with is None else standardise_with
+    mean, std = reference.mean(0), reference.std(0) + 1e-6
     train_x, test_x = (train_features - mean) / std, (test_features - mean) / std
     n_classes = int(max(train_labels.max(), test_labels.max())) + 1
     generator = torch.Generator().manual_seed(seed)
@@ -92,6 +98,26 @@ def linear_probe(train_features, train_labels, test_features, test_labels, steps
         optimizer.step()
     with torch.no_grad():
         return 100.0 * (classifier(test_x).argmax(1) == test_labels).float().mean().item()
+
+
+EVALUATION_VERSION = 2  # raised whenever ``evaluate`` measures otherwise: saved scores of another are not reused
+FEW_LABELS = 10  # labels per class of the few-label probe that every evaluation reports
+FEW_LABEL_DRAWS = 5  # draws of those labelled images, averaged: one draw of 100 images is noisy
+
+
+def few_label_probe(train_features, train_labels, test_features, test_labels, per_class: int,
+                    draws: int = FEW_LABEL_DRAWS, n_classes: int | None = None) -> list[float]:
+    """Linear-probe accuracies (%) when only ``per_class`` training images of each class carry their
+    label, one accuracy per draw of those images (draw ``d`` uses seed ``d``). All training
+    features standardise the inputs, as unlabelled images are there for the taking."""
+    n_classes = n_classes or int(max(train_labels.max(), test_labels.max())) + 1
+    classes = [str(label) for label in range(n_classes)]
+    accuracies = []
+    for draw in range(draws):
+        chosen = balanced_indices(train_labels, classes, per_class, seed=draw)
+        accuracies.append(linear_probe(train_features[chosen], train_labels[chosen], test_features, test_labels,
+                                       standardise_with=train_features))
+    return accuracies
 
 
 @torch.no_grad()
@@ -142,13 +168,18 @@ def random_init_like(encoder: nn.Module, seed: int = 0) -> nn.Module:
 
 def evaluate(encoder: nn.Module, train: ImageData, test: ImageData, recipe: ViewRecipe | None = None,
              k: int = 200, temperature: float = 0.1, probe: bool = True) -> dict[str, float]:
-    """kNN and linear-probe accuracy (%) and, when ``recipe`` is given, alignment and uniformity."""
+    """kNN and linear-probe accuracy (%), the latter also with ``FEW_LABELS`` labels per class (the
+    mean of ``FEW_LABEL_DRAWS`` draws; left out when a class has fewer training images) and, when
+    ``recipe`` is given, alignment and uniformity."""
     train_features = extract_features(encoder, train.images)
     test_features = extract_features(encoder, test.images)
     train_labels, test_labels = train.labels.cpu(), test.labels.cpu()
     results = {"knn": knn_accuracy(train_features, train_labels, test_features, test_labels, k, temperature)}
     if probe:
         results["linear"] = linear_probe(train_features, train_labels, test_features, test_labels)
+        if torch.bincount(train_labels, minlength=len(train.classes)).min() >= FEW_LABELS:
+            results[f"linear_{FEW_LABELS}"] = statistics.fmean(few_label_probe(
+                train_features, train_labels, test_features, test_labels, FEW_LABELS, n_classes=len(train.classes)))
     if recipe is not None:
         results["alignment"], results["uniformity"] = alignment_uniformity(encoder, test.images, recipe)
     return results

@@ -64,3 +64,38 @@ def check_own_implementation(function, what: str, library_names: tuple[str, ...]
         raise ExerciseError(f"{what}: the answer calls {', '.join(called)} from sslbook, the function the check "
                             "compares it with; compute it yourself")
     print(f"correct: {what} is your own implementation")
+
+
+def check_variant(variant, run, what: str, **changes) -> None:
+    """Check a retrain-a-variant exercise: ``variant`` is ``chapter.train_variant``'s result for the
+    chapter's ``run`` with exactly ``changes``, trained to the end, and its scores are those of its
+    own encoder (read from the run, not typed in)."""
+    import dataclasses
+
+    from .chapter import Variant, evaluate_once
+
+    if variant is None or variant is Ellipsis:
+        raise ExerciseError(f"{what}: no answer yet; train the variant with chapter.train_variant and run the cell")
+    if not isinstance(variant, Variant):
+        raise ExerciseError(f"{what}: not right yet. Expected what chapter.train_variant returns, got "
+                            f"{type(variant).__name__}")
+    settings = {**dataclasses.asdict(variant.run.config), **variant.run.settings}
+    wanted = {**dataclasses.asdict(run.config), **run.settings, **changes}
+    wrong = {key: settings.get(key) for key in wanted if key != "compile" and settings.get(key) != wanted[key]}
+    if variant.run.name != run.name or wrong:
+        raise ExerciseError(f"{what}: not right yet. The variant should be {run.name} with "
+                            f"{', '.join(f'{key}={value!r}' for key, value in changes.items())} and every other "
+                            f"setting as in the chapter's run; it differs in "
+                            f"{', '.join(f'{key}={value!r}' for key, value in wrong.items()) or 'the method'}")
+    config = variant.run.config
+    steps = config.epochs * (len(variant.run.data) // config.batch_size)
+    steps = min(steps, config.max_steps) if config.max_steps is not None else steps
+    if len(variant.history.steps) < steps:
+        raise ExerciseError(f"{what}: not right yet. The variant trained {len(variant.history.steps)} of its "
+                            f"{steps} steps; train it to the end")
+    for encoder, scores, whose in ((variant.run.encoder, variant.scores, "the variant"),
+                                   (run.encoder, variant.baseline_scores, "the chapter's run")):
+        if evaluate_once(encoder, run.data, variant.test_data, variant.recipe) != scores:
+            raise ExerciseError(f"{what}: not right yet. The scores of {whose} are not those its encoder "
+                                "gets; keep what chapter.train_variant measured")
+    print(f"correct: {what}")

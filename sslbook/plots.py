@@ -140,6 +140,27 @@ def training_curves(history, metric_keys: tuple[str, ...] = ("knn",), axes=None)
     return axes
 
 
+def label_efficiency_plot(curves: dict[str, dict[int, list[float]]], axis=None, title: str = ""):
+    """Test accuracy against labelled images per class (log scale), one line per encoder: the mean
+    over the draws of the labelled images, with bars from the lowest to the highest draw."""
+    if axis is None:
+        _, axis = plt.subplots(figsize=(6.5, 4))
+    for (name, curve), marker in zip(curves.items(), "osD^v"):
+        counts = sorted(curve)
+        means = np.array([np.mean(curve[n]) for n in counts])
+        low = means - np.array([min(curve[n]) for n in counts])
+        high = np.array([max(curve[n]) for n in counts]) - means
+        axis.errorbar(counts, means, yerr=[low, high], marker=marker, capsize=3, label=name)
+    axis.set_xscale("log")
+    axis.set_xticks(sorted({n for curve in curves.values() for n in curve}))
+    axis.get_xaxis().set_major_formatter(plt.ScalarFormatter())
+    axis.set_xlabel("labelled training images per class (log scale)")
+    axis.set_ylabel("test accuracy (%)")
+    axis.set_title(title)
+    axis.legend()
+    return axis
+
+
 def similarity_heatmap(matrix: torch.Tensor, title: str = "", axis=None, labels: list[str] | None = None,
                        vmin: float | None = None, vmax: float | None = None, colorbar: bool = True):
     """A heat map of a similarity or correlation matrix."""

@@ -56,3 +56,30 @@ def load_sweep(name: str, profile_name: str) -> dict | None:
     """The recorded sweep of method ``name`` in a profile, or None when none is recorded."""
     path = sweep_folder(profile_name) / f"{name}.json"
     return json.loads(path.read_text()) if path.is_file() else None
+
+
+LABEL_EFFICIENCY = "label-efficiency-sweep-{profile}"  # the recorded experiment's name (results/recorded/)
+
+
+def sweep_label_efficiency(profile: Profile, method: str = "simclr", samples: int = 3, root=None) -> dict:
+    """The evaluation chapter's label-efficiency curves (``chapter.label_efficiency``) for ``method``'s
+    chapter run on ``samples`` samples and seeds, recorded in ``results/recorded/``: the spread its
+    claim's margin is chosen from."""
+    from .chapter import label_efficiency
+    from .results import save_recorded
+
+    if samples < 1:
+        raise ValueError(f"samples must be at least 1, got {samples}")
+    rows = []
+    for sample in range(samples):
+        train_data, test_data = profile.load_data(root, seed=sample)
+        run = method_run(method, profile, train_data, seed=sample)
+        run.load_or_train(progress=False)
+        curves = label_efficiency(f"{method} (frozen)", run.encoder, profile, train_data, test_data)
+        rows.append({"sample": sample, "seed": sample, "fingerprint": run.fingerprint,
+                     "curves": {name: {str(n): values for n, values in curve.items()} for name, curve in curves.items()}})
+    record = {"method": method, "profile": profile.name, "samples": rows, "training images": len(train_data),
+              "made with": f"sslbook.sweep.sweep_label_efficiency(choose_profile({profile.name!r}), {method!r}, "
+                           f"samples={samples})"}
+    save_recorded(LABEL_EFFICIENCY.format(profile=profile.name), record)
+    return record

@@ -464,3 +464,13 @@ def test_bad_arguments_raise(call, match):
 def test_bad_recipe_raises(kwargs, match):
     with pytest.raises(ValueError, match=match):
         A.ViewRecipe(**kwargs)
+
+
+def test_a_recipe_prints_one_line_per_step_and_keeps_every_field_in_its_repr():
+    recipe = A.ViewRecipe(crop_scale=(0.2, 1.0), blur_p=0.5, solarize_p=0.1)
+    lines = str(recipe).splitlines()
+    assert lines[0] == "ViewRecipe, 32x32 views:" and len(lines) == 7
+    assert all(len(line) <= 88 for line in lines)
+    assert "scale 0.2 to 1" in lines[1] and "p = 0.5: sigma 0.1 to 2 pixels" in lines[5]
+    assert lines[6].split() == ["solarize:", "p", "=", "0.1:", "pixels", "from", "0.5", "up"]
+    assert repr(recipe).startswith("ViewRecipe(output_size=32, crop_scale=(0.2, 1.0)")

@@ -110,10 +110,15 @@ def test_every_chapter_runs_once_and_the_readers_after_the_chapters_they_read():
     names = [[name for name, _ in stage] for stage in stages]
     notebooks = dev.notebooks_in_toc_order()
     book_level = [name for name in names[1] if name.endswith("(book level)")]
-    assert names[0][0] == "unit tests" and len(stages) == 2
+    assert names[0][0] == "unit tests" and len(stages) == 1 + len(dev.READER_STAGES)
     assert {"tests/test_browser.py (book level)", "tests/test_classroom.py (book level)"} <= set(book_level)
-    assert sorted(names[0][1:] + names[1][len(book_level):]) == sorted(notebooks)  # each chapter once
-    assert set(names[1][len(book_level):]) == set(dev.READ_OTHER_CHAPTERS)
+    readers = [[name for name in stage if not name.endswith("(book level)")] for stage in names[1:]]
+    assert sorted(names[0][1:] + sum(readers, [])) == sorted(notebooks)  # each chapter once
+    assert [set(stage) for stage in readers] == [set(stage) for stage in dev.READER_STAGES]
+    assert "book/evaluation.ipynb" in readers[0] and readers[-1] == ["book/benchmark.ipynb"]  # it reads the evaluation's
+    recorded = json.loads(dev.RECORDED_TIMES.read_text())
+    times = [recorded.get(name, float("inf")) for name in names[0][1:]]
+    assert times == sorted(times, reverse=True)  # the longest chapters first
     assert all(command[:3] == [str(dev.PYTHON), "-m", "pytest"] and "-x" in command
                for stage in stages for _, command in stage)
 

@@ -95,7 +95,7 @@ def test_evaluate_reports_every_metric_and_extracts_features_in_eval_mode():
     data = ImageData(images, torch.arange(40) % 2, ["a", "b"])
     encoder = SmallCNN(width=4, feature_dim=8).train()
     scores = evaluate.evaluate(encoder, data, data, IDENTITY_RECIPE, k=5)
-    assert set(scores) == {"knn", "linear", "alignment", "uniformity"}
+    assert set(scores) == {"knn", "linear", f"linear_{evaluate.FEW_LABELS}", "alignment", "uniformity"}  # 20 per class
     assert encoder.training  # restored after extraction
     features = evaluate.extract_features(encoder, images, batch_size=7)
     assert torch.allclose(features, evaluate.extract_features(encoder, images.float() / 255, batch_size=40), atol=1e-5)

@@ -254,7 +254,7 @@ def tiny_profile_data(monkeypatch, n=256):
     images = torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     tiny = ImageData(images, torch.arange(n) % 10, [f"class {k}" for k in range(10)])
     monkeypatch.setattr(Profile, "load_data", lambda self, root=None, seed=0: (tiny, tiny))
-    monkeypatch.setattr(evaluate_module, "linear_probe", lambda *args: 0.0)
+    monkeypatch.setattr(evaluate_module, "linear_probe", lambda *args, **options: 0.0)
 
 
 def test_the_command_line_logs_and_records_the_best_epoch(tmp_path, monkeypatch, capsys):

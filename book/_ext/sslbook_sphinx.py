@@ -1,8 +1,10 @@
-"""Sphinx settings of the book that a configuration value cannot express, and its one directive.
+r"""Sphinx settings of the book that a configuration value cannot express, and its one directive.
 
 ``run-times`` (on the instructors' page) writes the table of each chapter's run time from the
 measured times in ``results/notebook-times-quick.json`` (from a ``bash .ci/run``), with each
 chapter's title and number of exercises read from the notebook itself: nothing in it is kept by hand.
+``variant-experiments`` lists the exercises that retrain a variant of a chapter's run, with what
+they change and the training time of the run they repeat (the fastest run of the committed sweep).
 
 Sphinx reads (and myst-nb executes) documents in alphabetical order; the book reads them in the
 order of ``_toc.yml``, so that the comparison chapters run after the chapters whose saved
@@ -86,6 +88,56 @@ class RunTimes(Directive):
         return [table]
 
 
+SWEEP_FOLDER = "results/sweep-quick"
+MAIN_RUN = re.compile(r'chapter\.method_run\("(\w+)", profile, train_data\)')
+VARIANT = re.compile(r"chapter\.train_variant\(run, test_data, [^,]+, (.+)\)\s*$", re.MULTILINE)
+EXERCISE_LABEL = re.compile(r"^:label:\s*(\S+)", re.MULTILINE)
+
+
+def variant_experiments(source: Path) -> list[str]:
+    """The Markdown table of the exercises that retrain a variant of a chapter's run, in book order:
+    chapter, exercise, what it changes, and the training time of the run it repeats (the fastest of the
+    quick-profile sweep's runs), all read from the notebooks and ``results/sweep-quick/``."""
+    rows = []
+    for entry in re.findall(r"file:\s*([^\s#]+)", (source / "_toc.yml").read_text()):
+        notebook = source / f"{entry}.ipynb"
+        if not notebook.is_file():
+            continue
+        label, experiments, markdown, code = None, [], [], []
+        for cell in json.loads(notebook.read_text())["cells"]:
+            text = "".join(cell["source"])
+            if cell["cell_type"] == "markdown":
+                markdown.append(text)
+                if "{exercise}" in text:
+                    label = EXERCISE_LABEL.search(text).group(1)
+            elif cell["cell_type"] == "code":
+                code.append(text)
+                experiments += [(label, change) for change in VARIANT.findall(text)]
+        if not experiments:
+            continue
+        title = re.search(r"^# (.+)$", "\n".join(markdown), re.MULTILINE).group(1).strip()
+        sweep = source / SWEEP_FOLDER / f"{MAIN_RUN.search(chr(10).join(code)).group(1)}.json"
+        seconds = [run["seconds"] for run in json.loads(sweep.read_text())["runs"]] if sweep.is_file() else []
+        time = f"{min(seconds):.0f} s" if seconds else "not measured yet"
+        rows += [f"| {{doc}}`{title} </{entry}>` | {{ref}}`{label}` | `{change}` | {time} |"
+                 for label, change in experiments]
+    return ["| chapter | exercise | the one change | training, quick profile |", "|---|---|---|---|", *rows,
+            "", "Training times: the chapter's own run, which the variant repeats with one setting changed (the "
+                f"fastest of its runs in `{SWEEP_FOLDER}/`, on 2 CPU threads); the variant prints its own time."]
+
+
+class VariantExperiments(Directive):
+    """``variant_experiments``' table, parsed as MyST."""
+
+    def run(self):
+        source = Path(self.state.document.settings.env.srcdir)
+        self.state.document.settings.env.note_dependency(str(source / SWEEP_FOLDER))
+        table = nodes.container()
+        self.state.nested_parse(StringList(variant_experiments(source), source=str(source / SWEEP_FOLDER)),
+                                self.content_offset, table)
+        return [table]
+
+
 MATHJAX_ENTRY = "tex-mml-chtml.js"  # the combined component _config.yml's mathjax_path names
 MATHJAX_PARTS = ("a11y", "adaptors", "input", "output", "sre", "ui")  # what it loads on demand
 MATHJAX_MISSING = ("MathJax 3 for the offline book was not found: install the book's extra "
@@ -117,6 +169,7 @@ def check_mathjax(app, config):
 
 def setup(app):
     app.add_directive("run-times", RunTimes)
+    app.add_directive("variant-experiments", VariantExperiments)
     app.connect("env-before-read-docs", read_in_toc_order)
     app.add_js_file(None, body=START_IN_AUTO_MODE, priority=100)
     app.connect("html-page-context", drop_repeated_scripts)

@@ -150,13 +150,14 @@ class Counting(nn.Module):
         return {"loss": loss, "mean total count": counts_downsampled.detach().sum(1).mean().item()}
 
 
-def build(profile, train_data, *, n_counts: int, margin: float, crop_scale: tuple[float, float]) -> Counting:
+def build(profile, train_data, *, n_counts: int, margin: float, crop_scale: tuple[float, float],
+          downsampling: str) -> Counting:
     return Counting(profile.encoder(), n_counts=n_counts, margin=margin,
-                    recipe=ViewRecipe(crop_scale=crop_scale, jitter_p=0.0, grayscale_p=0.0))
+                    recipe=ViewRecipe(crop_scale=crop_scale, jitter_p=0.0, grayscale_p=0.0), downsampling=downsampling)
 
 
 ENTRY = MethodEntry(
     name="counting", title="Learning to Count", chapter="book/pretext/counting.ipynb", order=5, build=build,
     summary="counting visual primitives: tiles add up to the image (Noroozi et al. 2017)",
     training=per_profile(quick=dict(epochs=6)),
-    settings=per_profile(dict(n_counts=1000, margin=10.0, crop_scale=(0.6, 1.0))))
+    settings=per_profile(dict(n_counts=1000, margin=10.0, crop_scale=(0.6, 1.0), downsampling="area")))

@@ -251,10 +251,10 @@ class CPCv2(nn.Module):
 
 
 def build(profile, train_data, *, context_dim: int, n_context_blocks: int, prediction_steps: tuple[int, ...],
-          n_candidates: int, directions: tuple[str, ...]) -> CPCv2:
+          n_candidates: int, directions: tuple[str, ...], normalisation: str) -> CPCv2:
     return CPCv2(profile.encoder(), context_dim=context_dim, n_context_blocks=n_context_blocks,
                  prediction_steps=prediction_steps, n_candidates=n_candidates, directions=directions,
-                 recipe=cpc_v2_cifar(), patch_recipe=cpc_v2_patch_cifar())
+                 recipe=cpc_v2_cifar(), patch_recipe=cpc_v2_patch_cifar(), normalisation=normalisation)
 
 
 ENTRY = MethodEntry(
@@ -262,6 +262,7 @@ ENTRY = MethodEntry(
     summary="CPC v2: InfoNCE prediction of patch latents in four directions (Henaff et al. 2019)",
     training=per_profile(quick=dict(epochs=3, batch_size=32, lr=5e-3),
                          full=dict(optimizer="adamw", lr=1e-3, weight_decay=1e-4)),
-    settings=per_profile(dict(prediction_steps=(2, 3, 4), directions=("down", "up", "right", "left")),
+    settings=per_profile(dict(prediction_steps=(2, 3, 4), directions=("down", "up", "right", "left"),
+                              normalisation="batch"),
                          quick=dict(context_dim=64, n_context_blocks=1, n_candidates=128),
                          full=dict(context_dim=256, n_context_blocks=2, n_candidates=256)))

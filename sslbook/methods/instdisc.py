@@ -117,10 +117,10 @@ class InstDisc(nn.Module):
 
 
 def build(profile, train_data, *, embedding_dim: int, n_noise: int, temperature: float, momentum: float,
-          proximal_weight: float) -> InstDisc:
+          proximal_weight: float, objective: str) -> InstDisc:
     return InstDisc(profile.encoder(), n_data=len(train_data), embedding_dim=embedding_dim, n_noise=n_noise,
                     temperature=temperature, momentum=momentum, proximal_weight=proximal_weight,
-                    recipe=instdisc_cifar())
+                    recipe=instdisc_cifar(), objective=objective)
 
 
 ENTRY = MethodEntry(
@@ -128,4 +128,4 @@ ENTRY = MethodEntry(
     summary="InstDisc: instance discrimination against a memory bank (Wu et al. 2018)",
     training=per_profile(quick=dict(epochs=20)),
     settings=per_profile(dict(embedding_dim=128, n_noise=4096, temperature=0.2, momentum=0.5,
-                              proximal_weight=10.0)))
+                              proximal_weight=10.0, objective="nce")))

@@ -361,8 +361,10 @@ def assemble_tiles(tiles: torch.Tensor, grid: int = 3, gap: int = 1) -> torch.Te
     return rows.reshape(n, channels, side, side)[..., :side - gap, :side - gap]
 
 
-def build(profile, train_data, *, n_permutations: int, hidden_dim: int) -> JigsawPuzzle:
-    return JigsawPuzzle(profile.encoder(), make_permutation_set(n_permutations), hidden_dim=hidden_dim)
+def build(profile, train_data, *, n_permutations: int, hidden_dim: int, normalise_tiles: bool,
+          tile_grayscale_p: float) -> JigsawPuzzle:
+    return JigsawPuzzle(profile.encoder(), make_permutation_set(n_permutations), hidden_dim=hidden_dim,
+                        normalise_tiles=normalise_tiles, tile_grayscale_p=tile_grayscale_p)
 
 
 ENTRY = MethodEntry(
@@ -370,4 +372,4 @@ ENTRY = MethodEntry(
     summary="solving 3x3 jigsaw puzzles over 100 permutations (Noroozi and Favaro 2016)",
     training=per_profile(quick=dict(epochs=30)),
     # the paper's main model: 1000 permutations of maximal Hamming distance; 100 suit the quick profile's budget
-    settings=per_profile(dict(hidden_dim=512), quick=dict(n_permutations=100), full=dict(n_permutations=1000)))
+    settings=per_profile(dict(hidden_dim=512, normalise_tiles=False, tile_grayscale_p=0.0), quick=dict(n_permutations=100), full=dict(n_permutations=1000)))
