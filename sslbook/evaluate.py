@@ -1,7 +1,9 @@
 """Evaluating representations: weighted kNN, linear probe, alignment and uniformity."""
 from __future__ import annotations
 
+import collections
 import copy
+import hashlib
 import statistics
 
 import torch
@@ -13,14 +15,36 @@ from .data import ImageData, balanced_indices
 from .losses import align_loss, uniform_loss
 
 
+FEATURE_CACHE_SIZE = 8  # extractions kept: a chapter extracts the same images with the same weights often
+_feature_cache: collections.OrderedDict = collections.OrderedDict()
+
+
+def _weights_digest(encoder: nn.Module) -> str:
+    digest = hashlib.sha256(type(encoder).__qualname__.encode())
+    for key, tensor in encoder.state_dict().items():
+        flat = tensor.detach().cpu().contiguous().reshape(-1)
+        digest.update(key.encode() + repr((flat.dtype, tuple(tensor.shape))).encode())
+        digest.update(flat.view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
 @torch.no_grad()
 def extract_features(encoder: nn.Module, images: torch.Tensor, batch_size: int = 512,
                      device: torch.device | str | None = None) -> torch.Tensor:
     """Features of images (uint8, or float in [0, 1]), computed in eval mode, in
-    batches; returned on the CPU as float32."""
+    batches; returned on the CPU as float32.
+
+    The last ``FEATURE_CACHE_SIZE`` results are kept, each for the encoder's weights (by content)
+    and that very images tensor unchanged since (its in-place version counter), and copied out.
+    """
     if device is None:
         parameter = next(iter(encoder.parameters()), None)
         device = parameter.device if parameter is not None else images.device
+    key = (_weights_digest(encoder), id(images), images._version, batch_size, str(device))
+    cached = _feature_cache.get(key)
+    if cached is not None and cached[0] is images:
+        _feature_cache.move_to_end(key)
+        return cached[1].clone()
     was_training = encoder.training
     encoder.eval()
     chunks = []
@@ -29,7 +53,11 @@ def extract_features(encoder: nn.Module, images: torch.Tensor, batch_size: int =
         batch = batch.float().div_(255) if batch.dtype == torch.uint8 else batch
         chunks.append(encoder(batch).float().cpu())
     encoder.train(was_training)
-    return torch.cat(chunks)
+    features = torch.cat(chunks)
+    _feature_cache[key] = (images, features.clone())  # the tensor itself: its id stays its own while kept
+    while len(_feature_cache) > FEATURE_CACHE_SIZE:
+        _feature_cache.popitem(last=False)
+    return features
 
 
 class PixelEncoder(nn.Module):

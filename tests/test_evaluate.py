@@ -131,3 +131,26 @@ def test_nearest_training_images_match_a_sort_of_cosine_similarities():
         assert row.tolist() == ranked[:3]
     with pytest.raises(ValueError, match="k must be between 1 and the 30 training features"):
         evaluate.nearest_training_images(train, test, k=31)
+
+
+def test_extracted_features_are_reused_only_for_the_same_weights_and_unchanged_images(monkeypatch):
+    torch.manual_seed(0)
+    images = torch.randint(0, 256, (20, 3, 32, 32), dtype=torch.uint8)
+    encoder = SmallCNN(width=4, feature_dim=8)
+    calls = []
+    forward = encoder.forward
+    monkeypatch.setattr(encoder, "forward", lambda x: calls.append(len(x)) or forward(x))
+    first = evaluate.extract_features(encoder, images)
+    expected = first.clone()
+    first.zero_()  # the caller's copy: the kept one is untouched
+    again = evaluate.extract_features(encoder, images)
+    assert len(calls) == 1 and torch.equal(again, expected)
+    images[0] = 0  # changed in place: extracted again
+    changed = evaluate.extract_features(encoder, images)
+    assert len(calls) == 2 and not torch.equal(changed[0], again[0]) and torch.equal(changed[1:], again[1:])
+    with torch.no_grad():
+        next(encoder.parameters()).add_(1.0)  # new weights: extracted again
+    evaluate.extract_features(encoder, images)
+    assert len(calls) == 3
+    evaluate.extract_features(encoder, images.clone())  # other images, however equal
+    assert len(calls) == 4

@@ -28,7 +28,7 @@ def method_run_calls(notebook: Path) -> list[ast.Call]:
             continue
         lines = "".join(cell["source"]).splitlines()  # IPython's magics become a statement of the same indent
         code = "\n".join(line[:len(line) - len(line.lstrip())] + "pass" if line.lstrip().startswith(("%", "!"))
-                         else line for line in lines)
+                         and not line.lstrip().startswith("!=") else line for line in lines)
         for node in ast.walk(ast.parse(code)):
             if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "method_run"
                     and isinstance(node.func.value, ast.Name) and node.func.value.id == "chapter"):

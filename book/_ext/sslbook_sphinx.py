@@ -24,6 +24,7 @@ sphinx-book-theme leaves the colour mode empty until a reader picks one (it has 
 default), which pydata-sphinx-theme's script reports as a console error on a first visit ("Got
 invalid theme mode"); the book starts such a visit in "auto", the mode the theme falls back to.
 """
+import ast
 import importlib.util
 import json
 import re
@@ -78,7 +79,7 @@ class RunTimes(Directive):
             seconds = measured.get(f"{entry}.ipynb")
             time = "not measured yet" if seconds is None else f"{seconds:.0f} s"
             rows.append(f"| {{doc}}`{title} </{entry}>` | {time} | {text.count('{exercise}')} |")
-        markdown = ["| chapter | quick profile, 2 CPU cores | exercises |", "|---|---|---|", *rows]
+        markdown = ["| chapter | quick profile, 1 of 2 CPU cores | exercises |", "|---|---|---|", *rows]
         if measured:
             markdown += ["", f"All {len(measured)} notebooks together: {sum(measured.values()) / 60:.0f} minutes."]
         else:
@@ -90,8 +91,16 @@ class RunTimes(Directive):
 
 SWEEP_FOLDER = "results/sweep-quick"
 MAIN_RUN = re.compile(r'chapter\.method_run\("(\w+)", profile, train_data\)')
-VARIANT = re.compile(r"chapter\.train_variant\(run, test_data, [^,]+, (.+)\)\s*$", re.MULTILINE)
 EXERCISE_LABEL = re.compile(r"^:label:\s*(\S+)", re.MULTILINE)
+
+
+def variant_changes(code: str) -> list[str]:
+    """The settings each ``chapter.train_variant(...)`` call in ``code`` changes, as ``name=value``
+    text (IPython's magic lines are left out)."""
+    lines = ["" if line.lstrip().startswith("%") else line for line in code.splitlines()]
+    return [", ".join(f"{keyword.arg}={ast.unparse(keyword.value)}" for keyword in node.keywords)
+            for node in ast.walk(ast.parse("\n".join(lines)))
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "train_variant"]
 
 
 def variant_experiments(source: Path) -> list[str]:
@@ -112,7 +121,7 @@ def variant_experiments(source: Path) -> list[str]:
                     label = EXERCISE_LABEL.search(text).group(1)
             elif cell["cell_type"] == "code":
                 code.append(text)
-                experiments += [(label, change) for change in VARIANT.findall(text)]
+                experiments += [(label, change) for change in variant_changes(text)]
         if not experiments:
             continue
         title = re.search(r"^# (.+)$", "\n".join(markdown), re.MULTILINE).group(1).strip()
