@@ -118,3 +118,13 @@ def test_first_code_cell_uses_the_clone_else_installs_else_stops(case, tmp_path)
         assert finished.returncode != 0 and output == [pip_command]
         assert "ModuleNotFoundError: sslbook is not installed and installing it failed" in finished.stderr
         assert 'pip install "sslbook @ git+https://github.com/sslbook/sslbook"' in finished.stderr
+
+
+CODE_WIDTH = 88  # characters: a code line longer than the rendered book's column scrolls sideways
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda path: path.stem)
+def test_every_code_line_fits_the_books_column(notebook):
+    long = [(index, line) for index, cell in enumerate(cells(notebook)) if cell["cell_type"] == "code"
+            for line in "".join(cell["source"]).splitlines() if len(line) > CODE_WIDTH]
+    assert not long, f"{len(long)} code line(s) over {CODE_WIDTH} characters, the first in cell {long[0][0]}: {long[0][1]!r}"
