@@ -153,20 +153,21 @@ def train_variant(run, test_data: ImageData, recipe: ViewRecipe | None = None, *
 LABELS_PER_CLASS = (1, 10, 100)  # the few-label settings of the label-efficiency curves
 
 
-def scratch_run(profile, train_data: ImageData, per_class: int, seed: int = 0):
+def scratch_run(full, per_class: int, seed: int = 0):
     """The ``supervised`` run on only ``per_class`` labelled images of each class (the probes' draw
-    ``seed``), and those images: as many steps as the supervised run on all of ``train_data`` takes in
-    the quick profile (``side_steps`` of them elsewhere), its warm-up the same share of them."""
-    full = method_run("supervised", profile, train_data)
+    ``seed``) of the supervised run ``full`` on all of its training data, and those images: as many
+    steps as ``full`` takes in the quick profile (``side_steps`` of them elsewhere), its warm-up the
+    same share of them."""
+    train_data = full.data
     steps_per_epoch = len(train_data) // full.config.batch_size
-    steps = side_steps(full, full.config.epochs * steps_per_epoch)
+    steps = side_steps(full, full.config.total_steps(len(train_data)))
     labelled = train_data.subset(balanced_indices(train_data.labels, train_data.classes, per_class, seed)
                                  .to(train_data.labels.device))
     batch_size = min(full.config.batch_size, len(labelled))
     epochs = math.ceil(steps / (len(labelled) // batch_size))
     warmup = full.config.warmup_epochs * steps_per_epoch / (len(labelled) // batch_size)
-    return method_run("supervised", profile, labelled, epochs=epochs, batch_size=batch_size, warmup_epochs=warmup,
-                      seed=seed), labelled
+    return method_run("supervised", full.profile, labelled, epochs=epochs, batch_size=batch_size,
+                      warmup_epochs=warmup, seed=seed), labelled
 
 
 def label_efficiency(name: str, encoder: nn.Module, profile, train_data: ImageData, test_data: ImageData,
@@ -186,14 +187,14 @@ def label_efficiency(name: str, encoder: nn.Module, profile, train_data: ImageDa
             curves[title][n] = few_label_probe(train_features, train_labels, test_features, test_labels, n,
                                                n_classes=len(train_data.classes))
         curves[title][everything] = [linear_probe(train_features, train_labels, test_features, test_labels)]
+    full = method_run("supervised", profile, train_data)
     for n in per_class:
-        run, labelled = scratch_run(profile, train_data, n)
+        run, labelled = scratch_run(full, n)
         run.load_or_train(progress=False)
         labelled_features = extract_features(run.encoder, labelled.images)
         curves["supervised on those labels only"][n] = [linear_probe(
             labelled_features, labelled.labels.cpu(), extract_features(run.encoder, test_data.images), test_labels,
             standardise_with=extract_features(run.encoder, train_data.images))]
-    full = method_run("supervised", profile, train_data)
     full.load_or_train(progress=False)
     train_features = extract_features(full.encoder, train_data.images)
     curves["supervised on those labels only"][everything] = [linear_probe(

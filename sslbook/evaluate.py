@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import collections
 import copy
-import hashlib
 import statistics
 
 import torch
@@ -12,20 +11,12 @@ from torch import nn
 
 from .augment import ViewRecipe, make_views
 from .data import ImageData, balanced_indices
+from .digests import state_digest
 from .losses import align_loss, uniform_loss
 
 
 FEATURE_CACHE_SIZE = 8  # extractions kept: a chapter extracts the same images with the same weights often
 _feature_cache: collections.OrderedDict = collections.OrderedDict()
-
-
-def _weights_digest(encoder: nn.Module) -> str:
-    digest = hashlib.sha256(type(encoder).__qualname__.encode())
-    for key, tensor in encoder.state_dict().items():
-        flat = tensor.detach().cpu().contiguous().reshape(-1)
-        digest.update(key.encode() + repr((flat.dtype, tuple(tensor.shape))).encode())
-        digest.update(flat.view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
 
 
 @torch.no_grad()
@@ -40,7 +31,7 @@ def extract_features(encoder: nn.Module, images: torch.Tensor, batch_size: int =
     if device is None:
         parameter = next(iter(encoder.parameters()), None)
         device = parameter.device if parameter is not None else images.device
-    key = (_weights_digest(encoder), id(images), images._version, batch_size, str(device))
+    key = (type(encoder).__qualname__, state_digest(encoder), id(images), images._version, batch_size, str(device))
     cached = _feature_cache.get(key)
     if cached is not None and cached[0] is images:
         _feature_cache.move_to_end(key)

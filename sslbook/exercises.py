@@ -87,9 +87,7 @@ def check_variant(variant, run, what: str, **changes) -> None:
                             f"{', '.join(f'{key}={value!r}' for key, value in changes.items())} and every other "
                             f"setting as in the chapter's run; it differs in "
                             f"{', '.join(f'{key}={value!r}' for key, value in wrong.items()) or 'the method'}")
-    config = variant.run.config
-    steps = config.epochs * (len(variant.run.data) // config.batch_size)
-    steps = min(steps, config.max_steps) if config.max_steps is not None else steps
+    steps = variant.run.config.total_steps(len(variant.run.data))
     if len(variant.history.steps) < steps:
         raise ExerciseError(f"{what}: not right yet. The variant trained {len(variant.history.steps)} of its "
                             f"{steps} steps; train it to the end")

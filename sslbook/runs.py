@@ -24,6 +24,7 @@ from torch import nn
 
 from .budget import EpochBudget, epochs_that_fit, step_flops_per_image
 from .data import ImageData
+from .digests import state_digest, tensor_digest
 from .paths import CHECKPOINTS_ENV, checkpoints_dir  # noqa: F401 (CHECKPOINTS_ENV: for the tests)
 from .profiles import Profile
 from .train import History, TrainConfig, train
@@ -184,13 +185,6 @@ def _plain(value):
     return None
 
 
-def _tensor_digest(tensor: torch.Tensor) -> str:
-    shape = tuple(tensor.shape)
-    flat = tensor.detach().cpu().contiguous().reshape(-1)
-    digest = hashlib.sha256(flat.view(torch.uint8).numpy().tobytes() + repr((flat.dtype, shape)).encode())
-    return digest.hexdigest()[:16]
-
-
 def describe_run(method: nn.Module, config: TrainConfig, data: ImageData) -> dict[str, str]:
     """What defines a run, one line per item: the method's settings, the training settings, the data."""
     description = {}
@@ -200,19 +194,16 @@ def describe_run(method: nn.Module, config: TrainConfig, data: ImageData) -> dic
         for key, value in vars(module).items():
             if key.startswith("_") or key == "training":
                 continue
-            text = _tensor_digest(value) if isinstance(value, torch.Tensor) else _plain(value)
+            text = tensor_digest(value) if isinstance(value, torch.Tensor) else _plain(value)
             if text is not None:
                 description[f"{prefix}.{key}" if prefix else key] = text
     description["architecture"] = hashlib.sha256(repr(method).encode()).hexdigest()[:16]
-    state = hashlib.sha256()
-    for key, tensor in method.state_dict().items():
-        state.update(key.encode() + _tensor_digest(tensor).encode())
-    description["initial weights and buffers"] = state.hexdigest()[:16]
+    description["initial weights and buffers"] = state_digest(method)
     for key, value in dataclasses.asdict(config).items():
         if key not in NOT_FINGERPRINTED:
             description[f"training: {key}"] = repr(value)
     description["data"] = (f"{len(data)} images of {tuple(data.images.shape[1:])}, classes {data.classes}, "
-                           f"images {_tensor_digest(data.images)}, labels {_tensor_digest(data.labels)}")
+                           f"images {tensor_digest(data.images)}, labels {tensor_digest(data.labels)}")
     return description
 
 

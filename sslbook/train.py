@@ -64,6 +64,12 @@ class TrainConfig:
     compile: bool = False  # torch.compile the method's networks (see networks_of), in place
     precision: str = "auto"  # "bf16", "fp16" (with loss scaling) or "fp32" networks; "auto": see choose_precision
 
+    def total_steps(self, n_images: int) -> int:
+        """The steps a run on ``n_images`` training images takes: whole batches per epoch, at most
+        ``max_steps``."""
+        steps = self.epochs * (n_images // self.batch_size)
+        return steps if self.max_steps is None else min(steps, self.max_steps)
+
     def __post_init__(self):
         if self.epochs < 1:
             raise ValueError(f"epochs must be at least 1, got {self.epochs}")
@@ -324,9 +330,7 @@ def train(
             f"batch_size {config.batch_size} is larger than the {len(data)} training images; "
             "lower the batch size or use more data"
         )
-    total_steps = config.epochs * steps_per_epoch
-    if config.max_steps is not None:
-        total_steps = min(total_steps, config.max_steps)
+    total_steps = config.total_steps(len(data))
     warmup_steps = int(config.warmup_epochs * steps_per_epoch)
     step_module: nn.Module = _LossOf(method)
     if processes > 1:

@@ -62,7 +62,7 @@ def test_the_scratch_run_trains_the_few_images_for_the_steps_of_the_run_on_all()
     full = runs.method_run("supervised", profile, data)
     steps = full.config.epochs * (len(data) // full.config.batch_size)
     for per_class in (1, 10, 30):
-        run, labelled = chapter.scratch_run(profile, data, per_class)
+        run, labelled = chapter.scratch_run(full, per_class)
         chosen = balanced_indices(data.labels, data.classes, per_class, seed=0)
         assert torch.equal(labelled.images, data.images[chosen]) and run.data is labelled
         batch = min(full.config.batch_size, len(labelled))
