@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from sslbook.augment import augment
-from sslbook.methods.cmc import CMC, LabViewEncoder, lab_views
+from sslbook import losses
+from sslbook.methods.cmc import CMC, LabViewEncoder, lab_views, scaled_lab
 from sslbook.networks import SmallCNN
 from sslbook.train import Batch
 
@@ -74,10 +75,33 @@ def test_training_loss_matches_the_loop():
     views = augment(images, method.recipe, torch.Generator().manual_seed(4))
     lightness, colour = lab_views(views)
     with torch.no_grad():
-        z_l = method.l_head(method.l_encoder.encoder(lightness))
-        z_ab = method.ab_head(method.ab_encoder.encoder(colour))
+        z_l = method.heads[0](method.l_encoder.encoder(lightness))
+        z_ab = method.heads[1](method.ab_encoder.encoder(colour))
     expected = loop_two_sided_loss(z_l.double().tolist(), z_ab.double().tolist(), 0.3)
     assert loss.item() == pytest.approx(expected, rel=1e-4)
+
+
+def three_view_method(graph: str) -> CMC:
+    torch.manual_seed(0)
+    return CMC(*(SmallCNN(width=4, feature_dim=6, in_channels=1) for _ in range(3)), views=("L", "a", "b"),
+               embedding_dim=5, temperature=0.4, graph=graph)
+
+
+@pytest.mark.parametrize("graph, pairs", [("core", [(0, 1), (0, 2)]), ("full", [(0, 1), (0, 2), (1, 2)])])
+def test_three_views_contrast_the_pairs_of_their_graph(graph, pairs):
+    method = three_view_method(graph)
+    images = random_images(5, seed=3)
+    batch = Batch(images, torch.zeros(5, dtype=torch.long), torch.arange(5), torch.Generator().manual_seed(4))
+    loss = method.training_loss(batch)
+    lab = scaled_lab(augment(images, method.recipe, torch.Generator().manual_seed(4)))
+    with torch.no_grad():  # view m is channel m of the scaled Lab image: L, a, b
+        z = [method.heads[m](method.view_encoders[m].encoder(lab[:, m:m + 1])).double().tolist() for m in range(3)]
+    expected = sum(loop_two_sided_loss(z[i], z[j], 0.4) for i, j in pairs)
+    assert loss.item() == pytest.approx(expected, rel=1e-4)
+    assert method.encoder.feature_dim == 18
+    with torch.no_grad():
+        torch.testing.assert_close(method.view_encoder("b")(images.float() / 255),
+                                   method.view_encoders[2].encoder(scaled_lab(images.float() / 255)[:, 2:]))
 
 
 def test_one_training_step_with_the_shared_loop():
@@ -90,5 +114,13 @@ def test_bad_inputs_stop_with_clear_messages():
         LabViewEncoder(SmallCNN(4, 8, in_channels=1), "rgb")
     with pytest.raises(ValueError, match=r"images must have shape \(N, 3, H, W\)"):
         lab_views(torch.zeros(2, 1, 8, 8))
+    with pytest.raises(ValueError, match="sharing no channel"):
+        CMC(*(SmallCNN(4, 8, in_channels=c) for c in (1, 2, 1)), views=("L", "ab", "a"))
+    with pytest.raises(ValueError, match="one backbone per view"):
+        CMC(SmallCNN(4, 8, in_channels=1), SmallCNN(4, 8, in_channels=1), views=("L", "a", "b"))
+    with pytest.raises(ValueError, match="graph must be one of"):
+        CMC(SmallCNN(4, 8, in_channels=1), SmallCNN(4, 8, in_channels=2), graph="star")
+    with pytest.raises(ValueError, match="this CMC has the views"):
+        tiny_method().view_encoder("a")
     with pytest.raises(ValueError, match="temperature must be > 0"):
         CMC(SmallCNN(4, 8, in_channels=1), SmallCNN(4, 8, in_channels=2), temperature=0.0)

@@ -294,6 +294,20 @@ def test_cmc_matches_loop(n, d, temperature, dtype):
     assert_close(losses.cmc_loss(a, b, temperature), reference_cmc(a, b, temperature), dtype)
 
 
+@pytest.mark.parametrize("graph, pairs", [("core", [(0, 1), (0, 2), (0, 3)]),
+                                          ("full", [(0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3)])])
+def test_cmc_multiview_sums_the_pairs_of_its_graph(graph, pairs):
+    views = [random_pair(6, 5, torch.float64, seed=20 + m)[0] for m in range(4)]
+    expected = sum(reference_cmc(views[i], views[j], 0.2) for i, j in pairs)
+    assert_close(losses.cmc_multiview_loss(views, 0.2, graph), expected, torch.float64)
+
+
+def test_cmc_multiview_with_two_views_is_the_two_view_loss():
+    a, b = random_pair(5, 4, torch.float64, seed=30)
+    for graph in ("core", "full"):
+        assert_close(losses.cmc_multiview_loss([a, b], 0.3, graph), reference_cmc(a, b, 0.3), torch.float64)
+
+
 def test_cmc_orthonormal_closed_form():
     n, t = 4, 0.07
     z = torch.eye(n, dtype=torch.float64)
@@ -491,6 +505,8 @@ BAD_INPUTS = [
     (lambda: losses.cross_correlation(Z, Z[:, :2]), "same shape"),
     (lambda: losses.cmc_loss(Z, Z, temperature=0.0), "temperature must be > 0"),
     (lambda: losses.cmc_loss(ONE, ONE), "N must be >= 2"),
+    (lambda: losses.cmc_multiview_loss([Z, Z], graph="star"), "graph must be one of"),
+    (lambda: losses.cmc_multiview_loss([Z]), "at least 2 views"),
     (lambda: losses.counting_loss(Z, torch.zeros(4, 3, 3), Z, 1.0), r"counts_tiles must have shape \(N, 4, K\)"),
     (lambda: losses.counting_loss(Z, torch.zeros(4, 4, 3), Z[:2], 1.0), "same shape"),
     (lambda: losses.counting_loss(Z, torch.zeros(4, 4, 3), Z, 0.0), "margin must be > 0"),

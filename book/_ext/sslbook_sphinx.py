@@ -104,7 +104,8 @@ def variant_changes(code: str) -> list[str]:
 
 
 def variant_experiments(source: Path) -> list[str]:
-    """The Markdown table of the exercises that retrain a variant of a chapter's run, in book order:
+    """The Markdown table of the exercises that retrain a variant of a chapter's run (the
+    ``train_variant`` calls of their solutions), in book order:
     chapter, exercise, what it changes, and the training time of the run it repeats (the fastest of the
     quick-profile sweep's runs), all read from the notebooks and ``results/sweep-quick/``."""
     rows = []
@@ -112,16 +113,18 @@ def variant_experiments(source: Path) -> list[str]:
         notebook = source / f"{entry}.ipynb"
         if not notebook.is_file():
             continue
-        label, experiments, markdown, code = None, [], [], []
+        label, in_solution, experiments, markdown, code = None, False, [], [], []
         for cell in json.loads(notebook.read_text())["cells"]:
             text = "".join(cell["source"])
             if cell["cell_type"] == "markdown":
                 markdown.append(text)
                 if "{exercise}" in text:
                     label = EXERCISE_LABEL.search(text).group(1)
+                in_solution = "{solution-start}" in text or (in_solution and "{solution-end}" not in text)
             elif cell["cell_type"] == "code":
                 code.append(text)
-                experiments += [(label, change) for change in variant_changes(text)]
+                if in_solution:  # a variant the chapter trains in its own text is not an exercise
+                    experiments += [(label, change) for change in variant_changes(text)]
         if not experiments:
             continue
         title = re.search(r"^# (.+)$", "\n".join(markdown), re.MULTILINE).group(1).strip()

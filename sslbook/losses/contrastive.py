@@ -1,7 +1,9 @@
 """Contrastive losses on two views of a batch: NT-Xent, alignment and uniformity, the debiased and
-hard-negative estimators, InvaSpread and CMC.
+hard-negative estimators, InvaSpread and CMC (with two views or more).
 """
+import itertools
 import math
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -11,7 +13,7 @@ from ..checks import check_non_negative as _check_non_negative, check_positive a
 from ..checks import check_tau_plus as _check_tau_plus
 
 __all__ = ["nt_xent", "align_loss", "uniform_loss", "debiased_nt_xent", "hard_negative_nt_xent", "invaspread_loss",
-           "cmc_loss", "simclr_negative_mask", "false_negative_mask", "oracle_nt_xent", "hard_negative_weights"]
+           "cmc_loss", "cmc_multiview_loss", "CMC_GRAPHS", "simclr_negative_mask", "false_negative_mask", "oracle_nt_xent", "hard_negative_weights"]
 
 
 # ---------------------------------------------------------------------------
@@ -234,6 +236,30 @@ def cmc_loss(features_view_i: torch.Tensor, features_view_j: torch.Tensor, tempe
     scores = F.normalize(features_view_i, dim=1) @ F.normalize(features_view_j, dim=1).T / temperature
     targets = torch.arange(scores.shape[0], device=scores.device)
     return F.cross_entropy(scores, targets) + F.cross_entropy(scores.T, targets)
+
+
+# CMC with M views V_1 .. V_M (Tian, Krishnan & Isola 2019, section 3.3), V_1 the core view:
+#   core view:  L_C = sum_{j=2}^{M} L(V_1, V_j)
+#   full graph: L_F = sum_{1 <= i < j <= M} L(V_i, V_j)
+# with L(V_i, V_j) the two-sided L^{(i,j)}_CMC above; for M = 2 both are L(V_1, V_2).
+CMC_GRAPHS = ("core", "full")
+
+
+def cmc_multiview_loss(features: Sequence[torch.Tensor], temperature: float = 0.07,
+                       graph: str = "core") -> torch.Tensor:
+    """CMC's loss over M >= 2 views (Tian, Krishnan & Isola, 2019): ``cmc_loss`` summed over pairs.
+
+    features: M tensors (N, D), f(V_1) .. f(V_M) of the same N samples, the first
+    the core view. graph: "core" pairs V_1 with every other view (M - 1 terms);
+    "full" takes every pair of views (M(M - 1)/2 terms). temperature: tau.
+    """
+    if graph not in CMC_GRAPHS:
+        raise ValueError(f"graph must be one of {CMC_GRAPHS}, got {graph!r}; pass 'core' or 'full'")
+    if len(features) < 2:
+        raise ValueError(f"CMC needs at least 2 views, got {len(features)}; pass one feature tensor per view")
+    pairs = ([(0, j) for j in range(1, len(features))] if graph == "core"
+             else list(itertools.combinations(range(len(features)), 2)))
+    return sum(cmc_loss(features[i], features[j], temperature) for i, j in pairs)
 
 
 # ---------------------------------------------------------------------------
