@@ -46,9 +46,9 @@ def test_a_sweep_trains_each_sample_with_its_seed_and_summarises_the_runs(tmp_pa
 
 def test_without_a_sweep_the_reference_section_says_how_to_make_one(tmp_path, monkeypatch):
     monkeypatch.setenv(RESULTS_ENV, str(tmp_path))
-    section = chapter.reference_results("counting").data  # a method with no published row either
+    section = chapter.reference_results("dae").data  # a method with no published row either
     assert "**Published:** none recorded here" in section
-    assert "`python -m sslbook sweep counting --profile quick` writes one" in section
+    assert "`python -m sslbook sweep dae --profile quick` writes one" in section
     assert "| Gidaris et al. 2018 | VOC 2007 detection mAP | 54.4 |" in chapter.reference_results("rotation").data
 
 
