@@ -33,7 +33,7 @@ def test_every_retrain_a_variant_exercise_is_listed_with_its_change_and_the_swee
         change = row.split("` | `")[1].split("`")[0]
         call = ast.parse(f"f({change})").body[0].value
         assert call.keywords and all(f"{keyword.arg}={ast.literal_eval(keyword.value)!r}".replace("'", '"')
-                                     in listed[entry].replace(" ", "").replace("\n", "")
+                                     .replace(" ", "") in listed[entry].replace(" ", "").replace("\n", "")
                                      for keyword in call.keywords), row
         method = entry.rsplit("/", 1)[1]
         sweep = ROOT / "results" / "sweep-quick" / f"{'align_uniform' if method == 'alignment_uniformity' else method}.json"
