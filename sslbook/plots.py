@@ -88,11 +88,16 @@ def embedding_plot(features: torch.Tensor, labels: torch.Tensor, class_names: li
     chosen_labels = labels[chosen].numpy()
     for label, name in enumerate(class_names):
         member = chosen_labels == label
-        axis.scatter(embedded[member, 0], embedded[member, 1], s=4, color=colours(label % 10), label=name)
+        axis.scatter(embedded[member, 0], embedded[member, 1], s=10, color=colours(label % 10), label=name)
     axis.set_xticks([]), axis.set_yticks([])
     axis.set_title(title)
-    axis.legend(markerscale=3, fontsize=7, loc="best", frameon=False)
+    # under the map, not over its points
+    axis.legend(markerscale=2, fontsize=9, loc="upper center", bbox_to_anchor=(0.5, -0.02),
+                ncol=min(5, len(class_names)), frameon=False, handletextpad=0.1, columnspacing=0.8)
     return axis
+
+
+NAMED_POINTS = 8  # more points than this are numbered on the plane
 
 
 def alignment_uniformity_plane(points: dict[str, tuple[float, float]], axis=None, title: str = "",
@@ -101,18 +106,25 @@ def alignment_uniformity_plane(points: dict[str, tuple[float, float]], axis=None
 
     points: name -> (alignment, uniformity). groups: optional name -> group (a family of methods);
     the points of a group share its colour from ``group_colours`` and the legend names the groups.
+    Up to ``NAMED_POINTS`` points carry their names; more carry numbers, keyed beside the plane, so
+    that the names do not overlap.
     """
     if axis is None:
         _, axis = plt.subplots(figsize=(5, 4))
-    for name, (alignment, uniformity) in points.items():
+    numbered = len(points) > NAMED_POINTS
+    for number, (name, (alignment, uniformity)) in enumerate(points.items(), start=1):
         colour = group_colours[groups[name]] if groups is not None else None
         axis.scatter(uniformity, alignment, s=40, color=colour)
-        axis.annotate(name, (uniformity, alignment), textcoords="offset points", xytext=(5, 3), fontsize=8)
+        axis.annotate(str(number) if numbered else name, (uniformity, alignment), textcoords="offset points",
+                      xytext=(4, 3), fontsize=10)
+    if numbered:
+        axis.text(1.02, 1.0, "\n".join(f"{number:>2}  {name}" for number, name in enumerate(points, start=1)),
+                  transform=axis.transAxes, va="top", fontsize=10, family="monospace")
     if groups is not None:
         shown = {groups[name] for name in points}
         for group in (group for group in group_colours if group in shown):  # in group_colours' order
             axis.scatter([], [], color=group_colours[group], label=group)
-        axis.legend(fontsize=8)
+        axis.legend(fontsize=10)
     axis.set_xlabel(r"$\mathcal{L}_{uniform}$ (lower: more uniform)")
     axis.set_ylabel(r"$\mathcal{L}_{align}$ (lower: positives closer)")
     axis.set_title(title or "Alignment and uniformity")

@@ -27,6 +27,28 @@ def test_without_groups_there_is_no_legend():
     plt.close("all")
 
 
+def test_more_points_than_can_be_named_are_numbered_and_keyed_beside_the_plane():
+    points = {f"method {index}": (0.1 * index, -index / 10) for index in range(plots.NAMED_POINTS + 1)}
+    _, axis = plt.subplots()
+    plots.alignment_uniformity_plane(points, axis)
+    *labels, key = [text.get_text() for text in axis.texts]
+    assert labels == [str(number) for number in range(1, len(points) + 1)]
+    assert key.splitlines() == [f"{number:>2}  {name}" for number, name in enumerate(points, start=1)]
+    plt.close("all")
+
+
+def test_the_tsne_legend_sits_under_the_map(monkeypatch, tmp_path):
+    import torch
+
+    monkeypatch.setenv("SSLBOOK_CHECKPOINTS", str(tmp_path))
+    features, labels = torch.randn(60, 8, generator=torch.Generator().manual_seed(0)), torch.arange(60) % 3
+    axis = plots.embedding_plot(features, labels, ["cat", "dog", "ship"])
+    legend = axis.get_legend()
+    assert [text.get_text() for text in legend.get_texts()] == ["cat", "dog", "ship"]
+    assert legend.get_bbox_to_anchor().y0 < axis.get_window_extent().y0  # below the axes
+    plt.close("all")
+
+
 def test_tsne_map_is_computed_once_per_set_of_points(tmp_path, monkeypatch):
     import numpy as np
     import sklearn.manifold
